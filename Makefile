@@ -1,0 +1,31 @@
+# The two set-up commands (see README): `make demo` and `make test`. Both install what they need
+# first (scripts/setup.sh: Debian packages, the ONNX Runtime library, the models), and a second
+# run installs and fetches nothing.
+
+SHELL := /bin/bash
+export GST_INTERACTION_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gst-interaction
+export ORT_DYLIB_PATH ?= $(GST_INTERACTION_CACHE)/models/onnxruntime/libonnxruntime.so.1.31.1
+# A registry file of our own, so that a stale user registry never hides a rebuilt plugin.
+export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
+CARGO ?= cargo
+
+.PHONY: setup demo test build lint cargo-test bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(CARGO) build --release --workspace
+	GST_PLUGIN_PATH=$(CURDIR)/target/release bash scripts/demo.sh
+
+test: setup lint
+	$(CARGO) build --workspace
+	GST_PLUGIN_PATH=$(CURDIR)/target/debug $(CARGO) test --workspace
+	@bash scripts/check-plugins.sh $(CURDIR)/target/debug
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: setup
+	$(CARGO) bench --workspace
