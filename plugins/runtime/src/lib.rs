@@ -116,9 +116,10 @@ mod tests {
 
     #[test]
     fn missing_library_is_an_error_that_names_the_path() {
-        let error = create_environment(Path::new("/nonexistent/libonnxruntime.so.1.31.1"))
-            .err()
-            .expect("a missing library must be an error");
+        let Err(error) = create_environment(Path::new("/nonexistent/libonnxruntime.so.1.31.1"))
+        else {
+            panic!("a missing library must be an error");
+        };
         let text = error.to_string();
         assert!(
             text.contains("/nonexistent/libonnxruntime.so.1.31.1"),
