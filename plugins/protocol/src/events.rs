@@ -1,0 +1,1 @@
+//! The event vocabulary between elements (filled by the speechsynth / interactionmodel work).
