@@ -10,6 +10,8 @@
 //!   failure is an [`Error`] with a message a user can act on; nothing here panics (plain
 //!   `ort::init()` panics when the library is missing, so it is never called).
 
+pub mod pipeline_file;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
