@@ -19,9 +19,10 @@ demo: setup
 	GST_PLUGIN_PATH=$(CURDIR)/target/release bash scripts/demo.sh
 
 test: setup lint
+	@bash scripts/test-fetcher.sh
 	$(CARGO) build --workspace
-	GST_PLUGIN_PATH=$(CURDIR)/target/debug $(CARGO) test --workspace
 	@bash scripts/check-plugins.sh $(CURDIR)/target/debug
+	GST_PLUGIN_PATH=$(CURDIR)/target/debug $(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check
