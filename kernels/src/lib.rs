@@ -9,18 +9,21 @@
 //! | [`whisper_log_mel`], [`WhisperLogMel`] | 16 kHz mono | Whisper features `[80][frames]` |
 //! | [`smart_turn_features`] | a turn's audio, 16 kHz | Smart Turn v3.2 input `[80][800]` |
 //! | [`WhisperLogMelStream`] | 16 kHz stream | raw log10 mel frames (80 each) |
+//! | [`DmelStream`], [`dmel`] | 16 kHz stream | dMel levels (80 per 12.5 ms frame) |
 //! | [`SileroFramer`] | 16 kHz stream | Silero VAD inputs (64 context + 512) |
 //!
 //! Bad input never panics: NaN or infinite samples, samples beyond ±[`MAX_SAMPLE_MAGNITUDE`]
 //! (1e9), a wrong sample rate, an output buffer or a frame of the wrong size give a
 //! [`KernelError`] and leave the kernel as it was; an empty chunk is valid and emits nothing.
 
+pub mod dmel;
 mod error;
 mod framer;
 pub mod silero;
 pub mod spectrum;
 pub mod whisper;
 
+pub use dmel::{DmelConfig, DmelStream, dmel};
 pub use error::{KernelError, MAX_SAMPLE_MAGNITUDE};
 pub use silero::SileroFramer;
 pub use spectrum::{MelFilterbank, SpectrumKind, periodic_hann, real_fft_flops};
@@ -88,5 +91,18 @@ impl StreamingKernel for SileroFramer {
     }
     fn reset(&mut self) {
         SileroFramer::reset(self)
+    }
+}
+
+impl StreamingKernel for DmelStream {
+    type Item = u8;
+    fn frame_len(&self) -> usize {
+        DmelStream::frame_len(self)
+    }
+    fn push(&mut self, chunk: &[f32], sink: &mut dyn FnMut(&[u8])) -> Result<usize, KernelError> {
+        DmelStream::push(self, chunk, sink)
+    }
+    fn reset(&mut self) {
+        DmelStream::reset(self)
     }
 }
