@@ -101,6 +101,42 @@ def dmel(audio, hop, win=800, n_fft=800, lo=-7.0, hi=2.0, levels=16):
     return logmel.astype(np.float32), lv
 
 
+def patchify(img, patch=40):
+    """img [H][W][3] uint8 -> [patches][patch*patch*3], row-major patches, HWC inside."""
+    h, w, _ = img.shape
+    p = img.reshape(h // patch, patch, w // patch, patch, 3).transpose(0, 2, 1, 3, 4)
+    return ((p.reshape(-1, patch * patch * 3).astype(np.float64) / 255.0 - 0.5) / 0.5)
+
+
+def pillow_bilinear_weights(src, dst):
+    """Dense [dst][src] matrix of Pillow's BILINEAR resampling (triangle filter widened by the
+    scale when shrinking), written from Pillow's documented algorithm."""
+    scale = src / dst
+    fscale = max(scale, 1.0)
+    support = fscale
+    m = np.zeros((dst, src))
+    for o in range(dst):
+        centre = (o + 0.5) * scale
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), src)
+        x = (np.arange(lo, hi) - centre + 0.5) / fscale
+        wts = np.maximum(0.0, 1.0 - np.abs(x))
+        if wts.sum() > 0:
+            m[o, lo:hi] = wts / wts.sum()
+    return m
+
+
+def efficientnet(img):
+    """img [H][W][3] uint8 -> [3][224][224] float: Pillow-BILINEAR resize, (x - 127) / 128."""
+    h, w, _ = img.shape
+    wy = pillow_bilinear_weights(h, 224)
+    wx = pillow_bilinear_weights(w, 224)
+    x = img.astype(np.float64)
+    rows = (wy @ x.reshape(h, w * 3)).reshape(224, w, 3)  # vertical pass
+    out = rows.transpose(2, 0, 1) @ wx.T  # horizontal pass -> [3][224][224]
+    return (out - 127.0) / 128.0
+
+
 def bench():
     rng = np.random.default_rng(0)
     turn = rng.standard_normal(3200) * 0.1
@@ -167,6 +203,12 @@ def main(argv):
         # filterbank SR N_FFT N_MELS FMIN FMAX OUT.f32 -> [n_mels][bins]
         fb = mel_filterbank(float(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), float(argv[6]))
         fb.astype("<f4").tofile(argv[7])
+    elif cmd in ("patchify", "efficientnet"):
+        # patchify|efficientnet IN.u8 WIDTH HEIGHT OUT.f32 (IN: packed RGB)
+        w, h = int(argv[3]), int(argv[4])
+        img = np.fromfile(argv[2], dtype=np.uint8).reshape(h, w, 3)
+        out = patchify(img) if cmd == "patchify" else efficientnet(img)
+        out.astype("<f4").tofile(argv[5])
     elif cmd == "bench":
         bench()
     else:

@@ -11,6 +11,8 @@
 //! | [`WhisperLogMelStream`] | 16 kHz stream | raw log10 mel frames (80 each) |
 //! | [`DmelStream`], [`dmel`] | 16 kHz stream | dMel levels (80 per 12.5 ms frame) |
 //! | [`SileroFramer`] | 16 kHz stream | Silero VAD inputs (64 context + 512) |
+//! | [`Patchify`] | RGB frame, sides multiples of 40 | 40×40 patches, row-major, normalised |
+//! | [`EfficientNetInput`] | RGB frame, any size | EfficientNet-Lite0 input `[3][224][224]` |
 //!
 //! Bad input never panics: NaN or infinite samples, samples beyond ±[`MAX_SAMPLE_MAGNITUDE`]
 //! (1e9), a wrong sample rate, an output buffer or a frame of the wrong size give a
@@ -21,12 +23,14 @@ mod error;
 mod framer;
 pub mod silero;
 pub mod spectrum;
+pub mod vision;
 pub mod whisper;
 
 pub use dmel::{DmelConfig, DmelStream, dmel};
 pub use error::{KernelError, MAX_SAMPLE_MAGNITUDE};
 pub use silero::SileroFramer;
 pub use spectrum::{MelFilterbank, SpectrumKind, periodic_hann, real_fft_flops};
+pub use vision::{EFFICIENTNET_SIDE, EfficientNetInput, Patchify, RgbFrame};
 pub use whisper::{
     SMART_TURN_FRAMES, SMART_TURN_SAMPLES, WHISPER_HOP, WHISPER_N_FFT, WHISPER_N_MELS,
     WHISPER_SAMPLE_RATE, WHISPER_WINDOW_FRAMES, WhisperLogMel, WhisperLogMelStream,
