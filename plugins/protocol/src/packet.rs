@@ -322,8 +322,11 @@ impl Packet {
             let height = reader.u32("frame height")?;
             let flags = reader.u32("frame flags")?;
             let len = reader.u32("frame data length")?;
-            let expected = u64::from(width) * u64::from(height) * 3;
-            if u64::from(len) != expected {
+            // Checked: width and height come from the wire and their product can overflow.
+            let expected = u64::from(width)
+                .checked_mul(u64::from(height))
+                .and_then(|pixels| pixels.checked_mul(3));
+            if expected != Some(u64::from(len)) {
                 return Err(PacketError::Invalid(
                     "frame data length is not width * height * 3",
                 ));
@@ -503,7 +506,10 @@ impl<'a> PacketWriter<'a> {
         data: &[u8],
     ) -> Result<(), PacketError> {
         self.enter(1)?;
-        if data.len() as u64 != u64::from(width) * u64::from(height) * 3 {
+        let expected = u64::from(width)
+            .checked_mul(u64::from(height))
+            .and_then(|pixels| pixels.checked_mul(3));
+        if expected != Some(data.len() as u64) {
             return Err(PacketError::Invalid(
                 "frame data length is not width * height * 3",
             ));
