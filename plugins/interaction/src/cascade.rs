@@ -1,0 +1,364 @@
+//! The cascade kind: Silero VAD on every 32 ms frame of every participant, Smart Turn v3.2 at
+//! pauses, Whisper for the transcript, and the [`TurnPolicy`] in between.
+
+use std::time::Duration;
+
+use interaction_protocol::packet::{Packet, packet_flags};
+
+use crate::conversation::{Action, Caption, Conversation};
+use crate::engine::{AudioRing, Engine, StepInfo};
+use crate::models::{SileroVad, SmartTurn, VadState};
+use crate::policy::{PolicyConfig, PolicyEvent, TurnDetection, TurnPolicy};
+use crate::transcriber::TranscriberWorker;
+
+const MS: u64 = 1_000_000;
+/// Audio kept before the first voiced frame for the transcript (consonant onsets).
+const PRE_ROLL: u64 = 160 * MS;
+/// Audio kept after the last voiced frame (equal to the policy's hangover, so the audio is
+/// already there when the participant is known to have stopped).
+const POST_ROLL: u64 = 96 * MS;
+
+/// Settings of the cascade.
+#[derive(Debug, Clone)]
+pub struct CascadeConfig {
+    pub policy: PolicyConfig,
+    /// Longest wait for a transcript at the end of a turn.
+    pub asr_timeout: Duration,
+    /// Seconds of audio Smart Turn sees.
+    pub turn_window_seconds: f64,
+    /// Longest audio per transcription, seconds.
+    pub asr_window_seconds: f64,
+    /// Label of the first track's speaker.
+    pub user_label: String,
+}
+
+impl Default for CascadeConfig {
+    fn default() -> Self {
+        CascadeConfig {
+            policy: PolicyConfig::default(),
+            asr_timeout: Duration::from_secs(20),
+            turn_window_seconds: 8.0,
+            asr_window_seconds: 30.0,
+            user_label: "user".into(),
+        }
+    }
+}
+
+struct Track {
+    name: String,
+    framer: kernels::SileroFramer,
+    vad: VadState,
+    ring: AudioRing,
+    /// VAD frames emitted since the ring's origin.
+    frames: u64,
+    /// The transcription submitted for this participant: its audio span and job id.
+    job: Option<((u64, u64), u64)>,
+}
+
+/// Timings of the last turn's transcript, for the benchmark and the bus message.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TranscriptTiming {
+    /// Wall time the end-of-turn step waited for the transcript.
+    pub waited: Duration,
+    /// Backend time of the transcription used.
+    pub asr_time: Duration,
+    /// Audio seconds transcribed.
+    pub audio_seconds: f64,
+}
+
+/// The cascade engine.
+pub struct Cascade {
+    config: CascadeConfig,
+    vad: SileroVad,
+    turn_model: Option<SmartTurn>,
+    asr: Option<TranscriberWorker>,
+    policy: TurnPolicy,
+    tracks: Vec<Track>,
+    frame_buffer: Vec<f32>,
+    audio_buffer: Vec<f32>,
+    last_timing: Option<TranscriptTiming>,
+}
+
+impl std::fmt::Debug for Cascade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cascade")
+            .field("tracks", &self.tracks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cascade {
+    /// `turn_model` may be `None` only with `TurnDetection::Silence`; `asr` `None` gives empty
+    /// transcripts (used by tests of the policy with real VAD only).
+    pub fn new(
+        config: CascadeConfig,
+        vad: SileroVad,
+        turn_model: Option<SmartTurn>,
+        asr: Option<TranscriberWorker>,
+    ) -> Self {
+        Cascade {
+            policy: TurnPolicy::new(config.policy.clone()),
+            config,
+            vad,
+            turn_model,
+            asr,
+            tracks: Vec::new(),
+            frame_buffer: Vec::with_capacity(576 * 8),
+            audio_buffer: Vec::new(),
+            last_timing: None,
+        }
+    }
+
+    /// Changes the thresholds (a property changed) without touching the stream state.
+    pub fn set_config(&mut self, config: CascadeConfig) {
+        self.policy.set_config(config.policy.clone());
+        self.config = config;
+    }
+
+    pub fn last_transcript_timing(&self) -> Option<TranscriptTiming> {
+        self.last_timing
+    }
+
+    fn label(&self, track: usize) -> String {
+        match self.tracks.get(track) {
+            Some(t) if t.name != "audio" && !t.name.is_empty() => t.name.clone(),
+            _ => self.config.user_label.clone(),
+        }
+    }
+
+    fn track_index(&mut self, name: &str, start: u64, rate: u32) -> Result<usize, String> {
+        if let Some(i) = self.tracks.iter().position(|t| t.name == name) {
+            return Ok(i);
+        }
+        let capacity = (self.config.asr_window_seconds.max(self.config.turn_window_seconds)
+            * f64::from(rate)) as usize
+            + rate as usize;
+        let mut ring = AudioRing::new(capacity, rate);
+        ring.restart(start);
+        self.tracks.push(Track {
+            name: name.to_owned(),
+            framer: kernels::SileroFramer::new(rate).map_err(|e| e.to_string())?,
+            vad: VadState::new()?,
+            ring,
+            frames: 0,
+            job: None,
+        });
+        Ok(self.tracks.len() - 1)
+    }
+
+    fn span_audio(&mut self, track: usize, span: (u64, u64)) -> Vec<f32> {
+        let start = span.0.saturating_sub(PRE_ROLL);
+        let end = span.1 + POST_ROLL;
+        let window = (self.config.asr_window_seconds * 1e9) as u64;
+        let start = start.max(end.saturating_sub(window));
+        let mut audio = Vec::new();
+        self.tracks[track].ring.slice(start, end, &mut audio);
+        audio
+    }
+
+    fn submit(&mut self, track: usize, span: (u64, u64)) -> Result<(), String> {
+        if self.asr.is_none() || self.tracks[track].job.is_some_and(|(s, _)| s == span) {
+            return Ok(());
+        }
+        let audio = self.span_audio(track, span);
+        if let Some(asr) = self.asr.as_mut() {
+            let id = asr.submit(audio)?;
+            self.tracks[track].job = Some((span, id));
+        }
+        Ok(())
+    }
+
+    /// Transcripts of the finished turn, one per participant who spoke, oldest first.
+    fn transcripts(&mut self) -> Result<Vec<Caption>, String> {
+        let mut captions = Vec::new();
+        let started = std::time::Instant::now();
+        let mut timing = TranscriptTiming::default();
+        for track in self.policy.turn_tracks() {
+            let Some(span) = self.policy.turn_span(track) else {
+                continue;
+            };
+            self.submit(track, span)?;
+            let text = match (self.asr.as_mut(), self.tracks[track].job.take()) {
+                (Some(asr), Some((_, id))) => {
+                    let result = asr.wait(id, self.config.asr_timeout)?;
+                    timing.asr_time += result.elapsed;
+                    timing.audio_seconds += result.audio_seconds;
+                    result.text
+                }
+                _ => String::new(),
+            };
+            captions.push(Caption {
+                speaker: self.label(track),
+                text: text.trim().to_owned(),
+                start: span.0,
+                end: span.1,
+                truncated: false,
+            });
+        }
+        timing.waited = started.elapsed();
+        self.last_timing = Some(timing);
+        captions.sort_by_key(|c| c.start);
+        self.policy.clear_spans();
+        if let Some(asr) = self.asr.as_mut() {
+            asr.forget_except(&[]);
+        }
+        Ok(captions)
+    }
+
+    fn handle(
+        &mut self,
+        events: Vec<PolicyEvent>,
+        now: u64,
+        conversation: &mut Conversation,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        let mut queue = std::collections::VecDeque::from(events);
+        while let Some(event) = queue.pop_front() {
+            match event {
+                PolicyEvent::SpeechStarted { .. } => {}
+                PolicyEvent::SpeechStopped { track, .. } => {
+                    // Start transcribing now: the turn may be over.
+                    if let Some(span) = self.policy.turn_span(track) {
+                        self.submit(track, span)?;
+                    }
+                }
+                PolicyEvent::AskTurnModel { track } => {
+                    let probability = match self.turn_model.as_mut() {
+                        Some(model) => {
+                            let count = (self.config.turn_window_seconds * 16_000.0) as usize;
+                            self.tracks[track].ring.last(count, &mut self.audio_buffer);
+                            model.probability(&self.audio_buffer)?
+                        }
+                        // Without the model (never with the default package) a pause ends it.
+                        None => 1.0,
+                    };
+                    out.push(Action::Message {
+                        name: TURN_VERDICT,
+                        at: now,
+                        fields: vec![
+                            (
+                                "probability",
+                                crate::conversation::Field::F64(f64::from(probability)),
+                            ),
+                            (
+                                "speaker",
+                                crate::conversation::Field::Str(self.label(track)),
+                            ),
+                        ],
+                    });
+                    queue.extend(self.policy.verdict(probability, now));
+                }
+                PolicyEvent::BargeIn {
+                    track,
+                    speech_start,
+                } => {
+                    let label = self.label(track);
+                    conversation.barge_in(speech_start, &label, now, out);
+                }
+                PolicyEvent::Backchannel => conversation.backchannel(now, out),
+                PolicyEvent::TurnEnded {
+                    reason,
+                    speech_end,
+                    probability,
+                } => {
+                    let captions = self.transcripts()?;
+                    conversation.user_turn_ended(
+                        captions,
+                        reason.as_str(),
+                        speech_end,
+                        probability,
+                        now,
+                        out,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bus message: Smart Turn's verdict at a pause (`probability`, `speaker`).
+pub const TURN_VERDICT: &str = "interaction/turn-verdict";
+
+impl Engine for Cascade {
+    fn step(
+        &mut self,
+        packet: &Packet,
+        now: u64,
+        conversation: &mut Conversation,
+        out: &mut Vec<Action>,
+    ) -> Result<StepInfo, String> {
+        let header = &packet.header;
+        if header.audio_rate != 16_000 {
+            return Err(format!(
+                "the micro-turn audio is at {} Hz; the cascade needs 16000 Hz (set the \
+                 aligner's audio-rate)",
+                header.audio_rate
+            ));
+        }
+        let agent_speaking = conversation.agent_speaking(header.start);
+        let mut max_probability = 0.0f32;
+        let frame_ns = 32 * MS;
+        for audio in &packet.audio {
+            let track = self.track_index(&audio.name, header.start, header.audio_rate)?;
+            let t = &mut self.tracks[track];
+            if header.flags & packet_flags::DISCONT != 0 && t.ring.written() > 0 {
+                t.framer.reset();
+                t.ring.restart(header.start);
+                t.frames = 0;
+            }
+            t.ring.push(&audio.samples);
+            self.frame_buffer.clear();
+            let buffer = &mut self.frame_buffer;
+            t.framer
+                .push(&audio.samples, &mut |frame| buffer.extend_from_slice(frame))
+                .map_err(|e| format!("audio track {}: {e}", audio.name))?;
+            let frame_len = t.framer.frame_len();
+            for frame in self.frame_buffer.chunks_exact(frame_len) {
+                let t = &mut self.tracks[track];
+                let probability = self.vad.probability(frame, &mut t.vad)?;
+                t.frames += 1;
+                let end = t.ring.origin() + t.frames * frame_ns;
+                max_probability = max_probability.max(probability);
+                self.policy
+                    .frame(track, probability, end, frame_ns, agent_speaking);
+            }
+        }
+        let events = self.policy.check(now);
+        self.handle(events, now, conversation, out)?;
+        Ok(StepInfo {
+            speech_probability: max_probability,
+            user_busy: self.policy.user_speaking() || self.policy.in_turn(),
+        })
+    }
+
+    fn finish(
+        &mut self,
+        now: u64,
+        conversation: &mut Conversation,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        let events = self.policy.finish();
+        self.handle(events, now, conversation, out)
+    }
+
+    fn reset(&mut self) {
+        self.policy.reset();
+        self.tracks.clear();
+        if let Some(asr) = self.asr.as_mut() {
+            asr.forget_except(&[]);
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "cascade"
+    }
+}
+
+/// The detection mode's name for messages and logs.
+pub fn detection_name(detection: TurnDetection) -> &'static str {
+    match detection {
+        TurnDetection::SmartTurn => "smart-turn",
+        TurnDetection::Silence => "silence",
+    }
+}

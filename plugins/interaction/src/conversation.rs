@@ -1,0 +1,774 @@
+//! What both kinds share once a model has decided: the agent's speaking state, the bounded
+//! conversation record, reasoning requests and results, the filler, and the list of
+//! [`Action`]s (pad output and bus messages) for each micro-turn. Plain Rust, no GStreamer;
+//! times are running times in nanoseconds.
+//!
+//! The agent's speaking state comes from the speak events the element sends and the
+//! *progress* events `speechsynth` sends back: an utterance is playing from its speak until a
+//! progress with reason `completed` or `interrupted`. When no progress ever arrives for an
+//! utterance (no synthesizer that speaks the protocol downstream), the element estimates its end
+//! from its length at `speaking-rate` characters per second. The record keeps what the user
+//! actually heard: the progress offsets cut the agent's text where it was interrupted.
+
+use std::collections::VecDeque;
+
+use interaction_protocol::events::{ProgressReason, messages};
+use interaction_protocol::packet::{TextItem, text_flags};
+
+const MS: u64 = 1_000_000;
+
+/// A bus message field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    U64(u64),
+    F64(f64),
+    Str(String),
+    Bool(bool),
+}
+
+/// Output of one micro-turn, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A *speak* event for a new utterance, then its first text, on `speech`.
+    Speak {
+        utterance_id: u64,
+        text: String,
+        at: u64,
+    },
+    /// More text of the utterance being spoken, on `speech`.
+    SpeakMore {
+        utterance_id: u64,
+        text: String,
+        at: u64,
+    },
+    /// A *yield* event on `speech`.
+    Yield { utterance_id: Option<u64>, at: u64 },
+    /// A *backchannel* event on `speech`.
+    Backchannel { text: String, at: u64 },
+    /// A caption on `transcript`.
+    Caption(Caption),
+    /// A context package on `reasoning`.
+    Context { request_id: u64, json: String, at: u64 },
+    /// An element message on the bus.
+    Message {
+        name: &'static str,
+        at: u64,
+        fields: Vec<(&'static str, Field)>,
+    },
+}
+
+/// One caption line: who said what, when (running time, ns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    pub speaker: String,
+    pub text: String,
+    pub start: u64,
+    pub end: u64,
+    /// The agent was interrupted: the text is what was heard of a longer utterance.
+    pub truncated: bool,
+}
+
+/// One entry of the conversation record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub speaker: String,
+    /// "speech" (heard or said aloud) or "text" (a text item, e.g. chat).
+    pub kind: &'static str,
+    pub text: String,
+    pub start: u64,
+    pub end: u64,
+    /// For the agent: the text it planned to say, when it was cut.
+    pub planned: Option<String>,
+    pub truncated: bool,
+}
+
+/// Settings of the shared decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationConfig {
+    /// Most entries kept; the oldest is dropped first.
+    pub record_limit: usize,
+    /// A filler is said when a reasoning request has no result after this long (0: never), ns.
+    pub filler_after: u64,
+    pub filler_text: String,
+    pub backchannel_text: String,
+    /// Characters per second used to estimate when an utterance ends without progress events.
+    pub speaking_rate: f64,
+    /// Speaker label of the first audio track.
+    pub user_label: String,
+}
+
+impl Default for ConversationConfig {
+    fn default() -> Self {
+        ConversationConfig {
+            record_limit: 64,
+            filler_after: 2000 * MS,
+            filler_text: "One moment.".into(),
+            backchannel_text: "mm-hm".into(),
+            speaking_rate: 14.0,
+            user_label: "user".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Utterance {
+    id: u64,
+    text: String,
+    started: u64,
+    progress_seen: bool,
+    heard_bytes: usize,
+    estimated_end: u64,
+    yielded_at: Option<u64>,
+    request_id: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Request {
+    id: u64,
+    at: u64,
+    answered: bool,
+    filler_done: bool,
+    /// Text of this request's results so far (to tell cumulative finals from deltas).
+    received: String,
+}
+
+/// The conversation state. One per element; replaced on flush.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    config: ConversationConfig,
+    record: VecDeque<Entry>,
+    dropped: u64,
+    current: Option<Utterance>,
+    next_utterance: u64,
+    next_request: u64,
+    request: Option<Request>,
+    /// Result text waiting for the user to stop speaking: (request id, text).
+    pending: VecDeque<(Option<u64>, String)>,
+    /// Actions produced outside a step (progress events), emitted at the next step.
+    deferred: Vec<Action>,
+}
+
+impl Conversation {
+    pub fn new(config: ConversationConfig) -> Self {
+        Conversation {
+            config,
+            record: VecDeque::new(),
+            dropped: 0,
+            current: None,
+            next_utterance: 1,
+            next_request: 1,
+            request: None,
+            pending: VecDeque::new(),
+            deferred: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &ConversationConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: ConversationConfig) {
+        self.config = config;
+        self.trim();
+    }
+
+    /// The record, oldest first.
+    pub fn record(&self) -> impl Iterator<Item = &Entry> {
+        self.record.iter()
+    }
+
+    pub fn record_len(&self) -> usize {
+        self.record.len()
+    }
+
+    /// Entries dropped because of `record_limit`.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether an utterance of the agent is playing at `now`.
+    pub fn agent_speaking(&self, now: u64) -> bool {
+        match &self.current {
+            None => false,
+            Some(u) if u.progress_seen => true,
+            Some(u) => u.yielded_at.is_none() && now < u.estimated_end,
+        }
+    }
+
+    /// The utterance being spoken, if any.
+    pub fn current_utterance(&self) -> Option<u64> {
+        self.current.as_ref().map(|u| u.id)
+    }
+
+    fn push_entry(&mut self, entry: Entry) {
+        self.record.push_back(entry);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        let limit = self.config.record_limit.max(1);
+        while self.record.len() > limit {
+            self.record.pop_front();
+            self.dropped += 1;
+        }
+    }
+
+    /// Start of a micro-turn that ends at `now`: finishes utterances whose estimated end has
+    /// passed and hands over actions deferred from progress events.
+    pub fn begin(&mut self, now: u64, out: &mut Vec<Action>) {
+        out.append(&mut self.deferred);
+        if let Some(u) = &self.current
+            && !u.progress_seen
+            && u.yielded_at.is_none()
+            && now >= u.estimated_end
+        {
+            let end = u.estimated_end;
+            let heard = u.text.len();
+            self.finish_utterance(heard, end, out);
+        }
+    }
+
+    /// A *progress* event from the synthesizer.
+    pub fn on_progress(
+        &mut self,
+        utterance_id: u64,
+        bytes: u64,
+        running_time: u64,
+        reason: ProgressReason,
+    ) {
+        let Some(u) = self.current.as_mut().filter(|u| u.id == utterance_id) else {
+            return;
+        };
+        u.progress_seen = true;
+        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX).min(u.text.len());
+        u.heard_bytes = u.heard_bytes.max(bytes);
+        if matches!(
+            reason,
+            ProgressReason::Completed | ProgressReason::Interrupted
+        ) {
+            let heard = u.heard_bytes;
+            let mut out = std::mem::take(&mut self.deferred);
+            self.finish_utterance(heard, running_time, &mut out);
+            self.deferred = out;
+        }
+    }
+
+    fn finish_utterance(&mut self, heard_bytes: usize, end: u64, out: &mut Vec<Action>) {
+        let Some(u) = self.current.take() else { return };
+        let mut cut = heard_bytes.min(u.text.len());
+        while !u.text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let heard = u.text[..cut].trim().to_owned();
+        let truncated = cut < u.text.len();
+        let end = end.max(u.started);
+        out.push(Action::Caption(Caption {
+            speaker: "agent".into(),
+            text: heard.clone(),
+            start: u.started,
+            end,
+            truncated,
+        }));
+        self.push_entry(Entry {
+            speaker: "agent".into(),
+            kind: "speech",
+            text: heard,
+            start: u.started,
+            end,
+            planned: truncated.then(|| u.text.trim().to_owned()),
+            truncated,
+        });
+    }
+
+    fn estimate(&self, text: &str) -> u64 {
+        let chars = text.chars().count() as f64;
+        let rate = self.config.speaking_rate.max(1.0);
+        (chars / rate * 1e9) as u64 + 300 * MS
+    }
+
+    /// Starts an utterance: a speak event and its text.
+    fn speak(&mut self, text: String, request_id: Option<u64>, now: u64, out: &mut Vec<Action>) {
+        let id = self.next_utterance;
+        self.next_utterance += 1;
+        self.current = Some(Utterance {
+            id,
+            estimated_end: now + self.estimate(&text),
+            text: text.clone(),
+            started: now,
+            progress_seen: false,
+            heard_bytes: 0,
+            yielded_at: None,
+            request_id,
+        });
+        out.push(Action::Speak {
+            utterance_id: id,
+            text,
+            at: now,
+        });
+    }
+
+    /// The user barged in at `now`: yield the agent's utterance.
+    pub fn barge_in(&mut self, speech_start: u64, track: &str, now: u64, out: &mut Vec<Action>) {
+        out.push(Action::Message {
+            name: messages::BARGE_IN,
+            at: now,
+            fields: vec![
+                ("speech-start", Field::U64(speech_start)),
+                ("speaker", Field::Str(track.to_owned())),
+            ],
+        });
+        // Queued text of the answer being interrupted is stale now.
+        self.pending.clear();
+        let Some(u) = self.current.as_mut() else {
+            return;
+        };
+        let id = u.id;
+        u.yielded_at = Some(now);
+        out.push(Action::Yield {
+            utterance_id: Some(id),
+            at: now,
+        });
+        if !u.progress_seen {
+            // No synthesizer reports progress: estimate what was heard from the time spoken.
+            let elapsed = now.saturating_sub(u.started) as f64 / 1e9;
+            let chars = (elapsed * self.config.speaking_rate) as usize;
+            let bytes = u
+                .text
+                .char_indices()
+                .nth(chars)
+                .map_or(u.text.len(), |(i, _)| i);
+            self.finish_utterance(bytes, now, out);
+        }
+    }
+
+    /// A back-channel now.
+    pub fn backchannel(&mut self, now: u64, out: &mut Vec<Action>) {
+        let text = self.config.backchannel_text.clone();
+        out.push(Action::Backchannel {
+            text: text.clone(),
+            at: now,
+        });
+        out.push(Action::Message {
+            name: messages::BACKCHANNEL,
+            at: now,
+            fields: vec![("text", Field::Str(text))],
+        });
+    }
+
+    /// The user's turn ended: record what was said, ask for reasoning.
+    pub fn user_turn_ended(
+        &mut self,
+        utterances: Vec<Caption>,
+        reason: &str,
+        speech_end: u64,
+        probability: Option<f32>,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let mut fields = vec![
+            ("reason", Field::Str(reason.to_owned())),
+            ("speech-end", Field::U64(speech_end)),
+        ];
+        if let Some(p) = probability {
+            fields.push(("probability", Field::F64(f64::from(p))));
+        }
+        let text: Vec<&str> = utterances.iter().map(|c| c.text.as_str()).collect();
+        fields.push(("transcript", Field::Str(text.join(" "))));
+        for caption in &utterances {
+            out.push(Action::Caption(caption.clone()));
+        }
+        for caption in utterances {
+            self.push_entry(Entry {
+                speaker: caption.speaker,
+                kind: "speech",
+                text: caption.text,
+                start: caption.start,
+                end: caption.end,
+                planned: None,
+                truncated: false,
+            });
+        }
+        out.push(Action::Message {
+            name: messages::USER_TURN_ENDED,
+            at: now,
+            fields,
+        });
+        self.request_reasoning("user-turn-ended", now, out);
+    }
+
+    /// Records a chat (non-result) text item and asks for reasoning about it.
+    fn user_text(&mut self, item: &TextItem, now: u64, out: &mut Vec<Action>) {
+        self.record_text(item, now, out);
+        self.request_reasoning("text", now, out);
+    }
+
+    /// Records a chat text item (caption and record entry) without asking for reasoning.
+    pub fn record_text(&mut self, item: &TextItem, now: u64, out: &mut Vec<Action>) {
+        let at = now.saturating_add_signed(item.offset).min(now);
+        out.push(Action::Caption(Caption {
+            speaker: item.pad.clone(),
+            text: item.text.clone(),
+            start: at,
+            end: at,
+            truncated: false,
+        }));
+        self.push_entry(Entry {
+            speaker: item.pad.clone(),
+            kind: "text",
+            text: item.text.clone(),
+            start: at,
+            end: at,
+            planned: None,
+            truncated: false,
+        });
+    }
+
+    /// Whether the latest reasoning request has no result yet.
+    pub fn awaiting_result(&self) -> bool {
+        self.request.as_ref().is_some_and(|r| !r.answered)
+    }
+
+    /// Says `text` now (a model decided to speak it): continues the utterance of the same
+    /// request, or starts one when the agent is silent.
+    pub fn say(&mut self, text: String, request_id: Option<u64>, now: u64, out: &mut Vec<Action>) {
+        if let Some(r) = self
+            .request
+            .as_mut()
+            .filter(|r| request_id.is_none_or(|id| id == r.id))
+        {
+            r.answered = true;
+        }
+        self.pending.push_back((request_id, text));
+        self.tick(now, false, out);
+    }
+
+    /// Pushes a context package with the record so far.
+    pub fn request_reasoning(&mut self, trigger: &str, now: u64, out: &mut Vec<Action>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.request = Some(Request {
+            id,
+            at: now,
+            answered: false,
+            filler_done: false,
+            received: String::new(),
+        });
+        let json = self.context_json(id, trigger, now);
+        out.push(Action::Context {
+            request_id: id,
+            json,
+            at: now,
+        });
+        out.push(Action::Message {
+            name: messages::REASONING_REQUESTED,
+            at: now,
+            fields: vec![
+                ("request-id", Field::U64(id)),
+                ("trigger", Field::Str(trigger.to_owned())),
+            ],
+        });
+    }
+
+    /// The reasoning pad is not linked: no answer will come, so no filler either.
+    pub fn request_undeliverable(&mut self, request_id: u64) {
+        if let Some(r) = self.request.as_mut().filter(|r| r.id == request_id) {
+            r.filler_done = true;
+        }
+    }
+
+    /// The context package (JSON) for request `id`. See the crate README for the format.
+    pub fn context_json(&self, id: u64, trigger: &str, now: u64) -> String {
+        let conversation: Vec<serde_json::Value> = self
+            .record
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::json!({
+                    "speaker": e.speaker,
+                    "kind": e.kind,
+                    "text": e.text,
+                    "start": e.start,
+                    "end": e.end,
+                });
+                if e.truncated {
+                    v["truncated"] = serde_json::Value::Bool(true);
+                    if let Some(planned) = &e.planned {
+                        v["planned"] = serde_json::Value::String(planned.clone());
+                    }
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "version": 1,
+            "request_id": id,
+            "trigger": trigger,
+            "running_time": now,
+            "conversation": conversation,
+            "dropped_entries": self.dropped,
+            "observations": [],
+        })
+        .to_string()
+    }
+
+    /// Text items of a micro-turn: reasoning results are queued for speech, other text is a
+    /// user message.
+    pub fn on_text(&mut self, items: &[TextItem], now: u64, out: &mut Vec<Action>) {
+        for item in items {
+            let request_id = item
+                .fields
+                .iter()
+                .find(|(k, _)| k == "request_id" || k == "request-id")
+                .map(|(_, v)| v.as_str());
+            let is_result = request_id.is_some() || item.flags & text_flags::LOOPBACK != 0;
+            if !is_result {
+                if !item.text.trim().is_empty() {
+                    self.user_text(item, now, out);
+                }
+                continue;
+            }
+            let request_id = request_id.and_then(|r| r.trim().parse::<u64>().ok());
+            let is_final = item
+                .fields
+                .iter()
+                .any(|(k, v)| k == "final" && (v == "true" || v == "1"));
+            // A result for an older request than the latest is stale.
+            if let (Some(id), Some(r)) = (request_id, &self.request)
+                && id != r.id
+            {
+                continue;
+            }
+            let mut text = item.text.clone();
+            if let Some(r) = self.request.as_mut() {
+                r.answered = true;
+                // A final item may repeat the whole answer: speak only what is new.
+                if is_final && !r.received.is_empty() && text.starts_with(&r.received) {
+                    text = text[r.received.len()..].to_owned();
+                }
+                r.received.push_str(&text);
+            }
+            if !text.trim().is_empty() {
+                self.pending.push_back((request_id, text));
+            }
+        }
+    }
+
+    /// End of a micro-turn: speak queued results or a filler when the user lets us.
+    pub fn tick(&mut self, now: u64, user_busy: bool, out: &mut Vec<Action>) {
+        if user_busy {
+            return;
+        }
+        while let Some((request_id, text)) = self.pending.pop_front() {
+            let continues = self
+                .current
+                .as_ref()
+                .is_some_and(|u| u.yielded_at.is_none() && u.request_id == request_id);
+            if continues {
+                let Some(u) = self.current.as_mut() else {
+                    break;
+                };
+                let extra = self.config.speaking_rate.max(1.0);
+                u.estimated_end += (text.chars().count() as f64 / extra * 1e9) as u64;
+                u.text.push_str(&text);
+                out.push(Action::SpeakMore {
+                    utterance_id: u.id,
+                    text,
+                    at: now,
+                });
+            } else {
+                if self.current.is_some() {
+                    // Another utterance still plays; keep the text for later.
+                    self.pending.push_front((request_id, text));
+                    break;
+                }
+                self.speak(text, request_id, now, out);
+                if let Some(id) = request_id {
+                    out.push(Action::Message {
+                        name: messages::RESULT_USED,
+                        at: now,
+                        fields: vec![("request-id", Field::U64(id))],
+                    });
+                }
+            }
+        }
+        let filler_due = self.config.filler_after > 0
+            && self.current.is_none()
+            && self.request.as_ref().is_some_and(|r| {
+                !r.answered && !r.filler_done && now.saturating_sub(r.at) >= self.config.filler_after
+            });
+        if filler_due {
+            if let Some(r) = self.request.as_mut() {
+                r.filler_done = true;
+            }
+            let text = self.config.filler_text.clone();
+            let request = self.request.as_ref().map(|r| r.id);
+            self.speak(text.clone(), None, now, out);
+            out.push(Action::Message {
+                name: FILLER,
+                at: now,
+                fields: vec![
+                    ("text", Field::Str(text)),
+                    ("request-id", Field::U64(request.unwrap_or(0))),
+                ],
+            });
+        }
+    }
+}
+
+/// Bus message: the agent said a filler because reasoning was slow (`text`, `request-id`).
+pub const FILLER: &str = "interaction/filler";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(text: &str, request: u64, last: bool) -> TextItem {
+        TextItem {
+            pad: "text_0".into(),
+            flags: text_flags::LOOPBACK,
+            offset: 0,
+            text: text.into(),
+            fields: vec![
+                ("request_id".into(), request.to_string()),
+                ("final".into(), last.to_string()),
+            ],
+        }
+    }
+
+    fn caption(text: &str, start: u64, end: u64) -> Caption {
+        Caption {
+            speaker: "user".into(),
+            text: text.into(),
+            start,
+            end,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn turn_end_requests_reasoning_with_the_record() {
+        let mut c = Conversation::new(ConversationConfig::default());
+        let mut out = Vec::new();
+        c.user_turn_ended(
+            vec![caption("what time is it", 0, 900 * MS)],
+            "smart-turn",
+            900 * MS,
+            Some(0.9),
+            1200 * MS,
+            &mut out,
+        );
+        let json = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Context {
+                    request_id, json, ..
+                } => Some((*request_id, json.clone())),
+                _ => None,
+            })
+            .expect("context package");
+        assert_eq!(json.0, 1);
+        let v: serde_json::Value = serde_json::from_str(&json.1).unwrap();
+        assert_eq!(v["conversation"][0]["text"], "what time is it");
+        assert_eq!(v["conversation"][0]["end"], 900_000_000u64);
+        assert_eq!(v["trigger"], "user-turn-ended");
+    }
+
+    #[test]
+    fn results_wait_for_the_user_and_progress_truncates_the_record() {
+        let mut c = Conversation::new(ConversationConfig::default());
+        let mut out = Vec::new();
+        c.user_turn_ended(vec![caption("hi", 0, MS)], "silence", MS, None, MS, &mut out);
+        out.clear();
+        c.on_text(&[result("Hello there. ", 1, false)], 2 * MS, &mut out);
+        c.tick(2 * MS, true, &mut out);
+        assert!(out.is_empty(), "the user is speaking: nothing is said");
+        c.tick(3 * MS, false, &mut out);
+        assert!(matches!(&out[0], Action::Speak { utterance_id: 1, text, .. } if text == "Hello there. "));
+        assert!(c.agent_speaking(3 * MS));
+        out.clear();
+        c.on_text(&[result("How are you?", 1, true)], 4 * MS, &mut out);
+        c.tick(4 * MS, false, &mut out);
+        assert!(matches!(&out[0], Action::SpeakMore { utterance_id: 1, .. }));
+        // The synthesizer played 6 bytes ("Hello ") and was interrupted.
+        c.on_progress(1, 6, 500 * MS, ProgressReason::Interrupted);
+        assert!(!c.agent_speaking(600 * MS));
+        let last = c.record().last().unwrap().clone();
+        assert_eq!(last.text, "Hello");
+        assert!(last.truncated);
+        assert_eq!(
+            last.planned.as_deref(),
+            Some("Hello there. How are you?")
+        );
+        let mut next = Vec::new();
+        c.begin(700 * MS, &mut next);
+        assert!(matches!(&next[0], Action::Caption(cap) if cap.text == "Hello" && cap.truncated));
+    }
+
+    #[test]
+    fn barge_in_yields_and_estimates_without_progress() {
+        let mut c = Conversation::new(ConversationConfig {
+            speaking_rate: 10.0,
+            ..ConversationConfig::default()
+        });
+        let mut out = Vec::new();
+        c.request_reasoning("test", 0, &mut out);
+        c.on_text(&[result("abcdefghijklmnopqrstuvwxyz", 1, true)], 0, &mut out);
+        c.tick(0, false, &mut out);
+        out.clear();
+        c.barge_in(900 * MS, "user", 1000 * MS, &mut out);
+        assert!(out.iter().any(|a| matches!(a, Action::Yield { utterance_id: Some(1), .. })));
+        let last = c.record().last().unwrap();
+        assert_eq!(last.text, "abcdefghij", "10 chars/s for 1 s");
+        assert!(!c.agent_speaking(1000 * MS));
+    }
+
+    #[test]
+    fn filler_when_reasoning_is_slow_and_record_is_bounded() {
+        let mut c = Conversation::new(ConversationConfig {
+            record_limit: 3,
+            filler_after: 1000 * MS,
+            ..ConversationConfig::default()
+        });
+        let mut out = Vec::new();
+        for i in 0..5u64 {
+            c.user_turn_ended(
+                vec![caption(&format!("turn {i}"), i, i + 1)],
+                "silence",
+                i,
+                None,
+                i,
+                &mut out,
+            );
+        }
+        assert_eq!(c.record_len(), 3);
+        assert_eq!(c.dropped(), 2);
+        assert_eq!(c.record().next().unwrap().text, "turn 2");
+        out.clear();
+        c.tick(500 * MS, false, &mut out);
+        assert!(out.is_empty());
+        c.tick(1100 * MS, false, &mut out);
+        assert!(matches!(&out[0], Action::Speak { text, .. } if text == "One moment."));
+        out.clear();
+        c.tick(5000 * MS, false, &mut out);
+        assert!(out.iter().all(|a| !matches!(a, Action::Speak { .. })), "one filler only");
+    }
+
+    #[test]
+    fn stale_results_are_dropped_and_finals_are_not_repeated() {
+        let mut c = Conversation::new(ConversationConfig::default());
+        let mut out = Vec::new();
+        c.request_reasoning("a", 0, &mut out);
+        c.request_reasoning("b", 0, &mut out);
+        out.clear();
+        c.on_text(&[result("old", 1, true)], 0, &mut out);
+        c.on_text(&[result("It is ", 2, false), result("It is noon.", 2, true)], 0, &mut out);
+        c.tick(0, false, &mut out);
+        let spoken: Vec<&str> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Speak { text, .. } | Action::SpeakMore { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spoken, vec!["It is ", "noon."]);
+    }
+}

@@ -1,0 +1,68 @@
+//! Builds the engine a package asks for, loading its models at start.
+
+use crate::cascade::{Cascade, CascadeConfig};
+use crate::device::Provider;
+use crate::engine::Engine;
+use crate::models::{SileroVad, SmartTurn};
+use crate::native::Native;
+use crate::package::{Kind, Package};
+use crate::policy::{PolicyConfig, TurnDetection};
+use crate::transcriber::{Transcribe, TranscriberWorker};
+
+/// What the loader needs from the element's settings.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub policy: PolicyConfig,
+    pub user_label: String,
+}
+
+/// Loads the models of `package` on `provider`. Every error names the file and the problem.
+pub fn load(
+    package: &Package,
+    options: &LoadOptions,
+    provider: &Provider,
+) -> Result<Box<dyn Engine>, String> {
+    match package.kind {
+        Kind::Cascade => Ok(Box::new(load_cascade(package, options, provider)?)),
+        Kind::Native => Ok(Box::new(Native::open(
+            package.file("model").map_err(|e| e.to_string())?,
+            provider,
+            &package.action_labels,
+        )?)),
+    }
+}
+
+/// The cascade with all its models.
+pub fn load_cascade(
+    package: &Package,
+    options: &LoadOptions,
+    provider: &Provider,
+) -> Result<Cascade, String> {
+    let file = |role: &str| package.file(role).map_err(|e| e.to_string());
+    let frame_len = package.frontend.vad_frame + package.frontend.vad_context;
+    let vad = SileroVad::open(file("vad")?, provider, frame_len)?;
+    let turn_model = match options.policy.detection {
+        TurnDetection::SmartTurn | TurnDetection::Silence => {
+            Some(SmartTurn::open(file("turn")?, provider)?)
+        }
+    };
+    let asr_dir = file("asr-encoder")?
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let asr = TranscriberWorker::start(whisper_backend(&asr_dir)?)?;
+    let config = CascadeConfig {
+        policy: options.policy.clone(),
+        turn_window_seconds: package.frontend.turn_window_seconds,
+        asr_window_seconds: package.frontend.asr_window_seconds,
+        user_label: options.user_label.clone(),
+        ..CascadeConfig::default()
+    };
+    Ok(Cascade::new(config, vad, turn_model, Some(asr)))
+}
+
+/// Whisper tiny.en from `dir` (the `interaction_asr` crate).
+pub fn whisper_backend(dir: &std::path::Path) -> Result<Box<dyn Transcribe>, String> {
+    let _ = dir;
+    Err("speech recognition is not built in yet".into())
+}

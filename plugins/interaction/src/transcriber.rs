@@ -1,0 +1,161 @@
+//! Speech recognition off the streaming thread.
+//!
+//! A [`TranscriberWorker`] owns a [`Transcribe`] backend on its own thread. The cascade submits
+//! a participant's utterance as soon as that participant stops speaking (a short VAD silence),
+//! before the turn is known to have ended; when the turn ends, the final transcript of the
+//! same audio is usually ready or under way, and the element waits only for what remains.
+//! Results are only *used* at the end of a turn, and always for exactly the audio of the turn,
+//! so a non-live run gives the same output whatever the thread timing.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A speech recogniser: 16 kHz mono audio → text.
+pub trait Transcribe: Send {
+    fn transcribe(&mut self, audio: &[f32]) -> Result<String, String>;
+}
+
+/// A finished job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcription {
+    pub text: String,
+    /// Time the backend spent.
+    pub elapsed: Duration,
+    /// Seconds of audio.
+    pub audio_seconds: f64,
+}
+
+type JobResult = (u64, Result<Transcription, String>);
+
+/// The worker thread and its queues.
+pub struct TranscriberWorker {
+    jobs: Option<mpsc::Sender<(u64, Vec<f32>)>>,
+    results: mpsc::Receiver<JobResult>,
+    done: HashMap<u64, Result<Transcription, String>>,
+    next_id: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for TranscriberWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TranscriberWorker")
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TranscriberWorker {
+    pub fn start(mut backend: Box<dyn Transcribe>) -> Result<Self, String> {
+        let (job_tx, job_rx) = mpsc::channel::<(u64, Vec<f32>)>();
+        let (result_tx, result_rx) = mpsc::channel::<JobResult>();
+        let thread = std::thread::Builder::new()
+            .name("interaction-asr".into())
+            .spawn(move || {
+                while let Ok((id, audio)) = job_rx.recv() {
+                    let started = Instant::now();
+                    let result = backend.transcribe(&audio).map(|text| Transcription {
+                        text,
+                        elapsed: started.elapsed(),
+                        audio_seconds: audio.len() as f64 / 16_000.0,
+                    });
+                    if result_tx.send((id, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the transcription thread: {e}"))?;
+        Ok(TranscriberWorker {
+            jobs: Some(job_tx),
+            results: result_rx,
+            done: HashMap::new(),
+            next_id: 1,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `audio`; returns the job id.
+    pub fn submit(&mut self, audio: Vec<f32>) -> Result<u64, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.jobs
+            .as_ref()
+            .ok_or("the transcription thread has stopped")?
+            .send((id, audio))
+            .map_err(|_| "the transcription thread has stopped".to_owned())?;
+        Ok(id)
+    }
+
+    /// Waits (at most `timeout`) for job `id` and takes its result.
+    pub fn wait(&mut self, id: u64, timeout: Duration) -> Result<Transcription, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(result) = self.done.remove(&id) {
+                return result;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.results.recv_timeout(left) {
+                Ok((done_id, result)) => {
+                    self.done.insert(done_id, result);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "transcription took longer than {} ms",
+                        timeout.as_millis()
+                    ));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("the transcription thread has stopped".into());
+                }
+            }
+        }
+    }
+
+    /// Drops results nobody will ask for (superseded jobs), keeping memory flat.
+    pub fn forget_except(&mut self, keep: &[u64]) {
+        while let Ok((id, result)) = self.results.try_recv() {
+            self.done.insert(id, result);
+        }
+        self.done.retain(|id, _| keep.contains(id));
+    }
+}
+
+impl Drop for TranscriberWorker {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Count;
+    impl Transcribe for Count {
+        fn transcribe(&mut self, audio: &[f32]) -> Result<String, String> {
+            if audio.is_empty() {
+                return Err("empty".into());
+            }
+            Ok(format!("{} samples", audio.len()))
+        }
+    }
+
+    #[test]
+    fn jobs_come_back_by_id_in_any_order() {
+        let mut worker = TranscriberWorker::start(Box::new(Count)).unwrap();
+        let a = worker.submit(vec![0.0; 16_000]).unwrap();
+        let b = worker.submit(vec![]).unwrap();
+        let c = worker.submit(vec![0.0; 8]).unwrap();
+        let long = Duration::from_secs(5);
+        assert_eq!(worker.wait(c, long).unwrap().text, "8 samples");
+        assert_eq!(worker.wait(b, long).unwrap_err(), "empty");
+        let first = worker.wait(a, long).unwrap();
+        assert_eq!(first.text, "16000 samples");
+        assert!((first.audio_seconds - 1.0).abs() < 1e-9);
+        assert!(worker.wait(a, Duration::from_millis(10)).is_err());
+    }
+}
