@@ -3,8 +3,10 @@
 //!
 //!     cargo bench -p gst-interaction-asr --bench whisper
 //!
-//! Environment: WHISPER_BENCH_THREADS (ONNX Runtime intra-op threads, default 0 = ONNX
-//! Runtime's choice), WHISPER_BENCH_RUNS (timed runs per utterance, default 5).
+//! Environment: WHISPER_BENCH_THREADS (comma-separated ONNX Runtime intra-op thread counts to
+//! compare, default "1,2"; 0 = ONNX Runtime's choice), WHISPER_BENCH_RUNS (timed runs per
+//! utterance, default 5). The machine's load average is printed before and after, since
+//! other work on the same cores changes every number.
 
 use std::path::Path;
 use std::process::Command;
@@ -50,11 +52,23 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn main() {
-    let threads = std::env::var("WHISPER_BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let thread_counts: Vec<usize> = std::env::var("WHISPER_BENCH_THREADS")
+        .unwrap_or_else(|_| "1,2".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
     let runs: usize = std::env::var("WHISPER_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -62,6 +76,26 @@ fn main() {
         .max(1);
     let dir = std::env::temp_dir().join("gst-interaction-whisper-bench");
     std::fs::create_dir_all(&dir).expect("scratch dir");
+    let audio: Vec<Vec<f32>> = UTTERANCES
+        .iter()
+        .enumerate()
+        .map(|(index, text)| espeak_16k(text, &dir, &format!("utterance{index}")))
+        .collect();
+    println!(
+        "whisper bench: {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
+    for threads in thread_counts {
+        bench(threads, runs, &audio);
+    }
+    println!(
+        "(medians of {runs} runs; RTF = transcription time / audio duration; load average now {})",
+        load_average()
+    );
+}
+
+fn bench(threads: usize, runs: usize, utterances: &[Vec<f32>]) {
     let options = WhisperOptions {
         threads,
         ..WhisperOptions::default()
@@ -75,30 +109,28 @@ fn main() {
         }
     };
     println!(
-        "whisper bench: threads={threads} (0 = ONNX Runtime default), {} cores, load {:.0} ms",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "\nthreads={threads} (0 = ONNX Runtime default), load {:.0} ms",
         ms(start.elapsed())
     );
     println!(
-        "| audio | tokens | log-mel ms | encoder ms | decoder ms | ms/token (KV cache) | ms/token (no cache, baseline) | cache speed-up | total ms | RTF |"
+        "| audio | decoder steps | log-mel ms | encoder ms | decoder ms | ms/step (KV cache) | ms/step (no cache, baseline) | cache speed-up | total ms | RTF |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for (index, text) in UTTERANCES.iter().enumerate() {
-        let audio = espeak_16k(text, &dir, &format!("utterance{index}"));
+    for audio in utterances {
         let seconds = audio.len() as f64 / 16_000.0;
-        whisper.transcribe(&audio).expect("warm-up");
+        whisper.transcribe(audio).expect("warm-up");
         let (mut features, mut encoder, mut decoder, mut total) = (vec![], vec![], vec![], vec![]);
         let mut tokens = 0;
         for _ in 0..runs {
             let start = Instant::now();
-            let transcript = whisper.transcribe(&audio).expect("transcribe");
+            let transcript = whisper.transcribe(audio).expect("transcribe");
             total.push(start.elapsed());
             features.push(transcript.timings.features);
             encoder.push(transcript.timings.encoder);
             decoder.push(transcript.timings.decoder);
             tokens = transcript.timings.decoder_steps;
         }
-        let mel = kernels::whisper::whisper_log_mel(&audio, 3000).expect("log-mel");
+        let mel = kernels::whisper::whisper_log_mel(audio, 3000).expect("log-mel");
         let mut uncached = vec![];
         for _ in 0..runs.min(3) {
             uncached.push(
@@ -113,7 +145,7 @@ fn main() {
         let per_token_uncached = ms(median(uncached)) / tokens as f64;
         let total = median(total);
         println!(
-            "| {seconds:.1} s | {tokens} steps | {:.1} | {:.0} | {:.0} | {per_token:.2} | {per_token_uncached:.2} | {:.2}x | {:.0} | {:.3} |",
+            "| {seconds:.1} s | {tokens} | {:.1} | {:.0} | {:.0} | {per_token:.2} | {per_token_uncached:.2} | {:.2}x | {:.0} | {:.3} |",
             ms(median(features)),
             ms(median(encoder)),
             ms(median(decoder)),
@@ -122,5 +154,4 @@ fn main() {
             total.as_secs_f64() / seconds,
         );
     }
-    println!("(medians of {runs} runs; RTF = transcription time / audio duration)");
 }
