@@ -4,9 +4,10 @@
 //!     cargo bench -p gst-interaction-asr --bench whisper
 //!
 //! Environment: WHISPER_BENCH_THREADS (comma-separated ONNX Runtime intra-op thread counts to
-//! compare, default "1,2"; 0 = ONNX Runtime's choice), WHISPER_BENCH_RUNS (timed runs per
-//! utterance, default 5). The machine's load average is printed before and after, since
-//! other work on the same cores changes every number.
+//! compare, default "1,2"; 0 = ONNX Runtime's choice), WHISPER_BENCH_WINDOWS (comma-separated
+//! window lengths in log-mel frames, default "3000,1000": Whisper's 30 s and a 10 s window),
+//! WHISPER_BENCH_RUNS (timed runs per utterance, default 5). The machine's load average is
+//! printed before and after, since other work on the same cores changes every number.
 
 use std::path::Path;
 use std::process::Command;
@@ -86,8 +87,15 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()
     );
+    let windows: Vec<usize> = std::env::var("WHISPER_BENCH_WINDOWS")
+        .unwrap_or_else(|_| "3000,1000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
     for threads in thread_counts {
-        bench(threads, runs, &audio);
+        for &window_frames in &windows {
+            bench(threads, window_frames, runs, &audio);
+        }
     }
     println!(
         "(medians of {runs} runs; RTF = transcription time / audio duration; load average now {})",
@@ -95,9 +103,10 @@ fn main() {
     );
 }
 
-fn bench(threads: usize, runs: usize, utterances: &[Vec<f32>]) {
+fn bench(threads: usize, window_frames: usize, runs: usize, utterances: &[Vec<f32>]) {
     let options = WhisperOptions {
         threads,
+        window_frames,
         ..WhisperOptions::default()
     };
     let start = Instant::now();
@@ -109,7 +118,7 @@ fn bench(threads: usize, runs: usize, utterances: &[Vec<f32>]) {
         }
     };
     println!(
-        "\nthreads={threads} (0 = ONNX Runtime default), load {:.0} ms",
+        "\nthreads={threads} (0 = ONNX Runtime default), window {window_frames} frames, load {:.0} ms",
         ms(start.elapsed())
     );
     println!(
@@ -121,6 +130,7 @@ fn bench(threads: usize, runs: usize, utterances: &[Vec<f32>]) {
         whisper.transcribe(audio).expect("warm-up");
         let (mut features, mut encoder, mut decoder, mut total) = (vec![], vec![], vec![], vec![]);
         let mut tokens = 0;
+        let mut text = String::new();
         for _ in 0..runs {
             let start = Instant::now();
             let transcript = whisper.transcribe(audio).expect("transcribe");
@@ -129,8 +139,9 @@ fn bench(threads: usize, runs: usize, utterances: &[Vec<f32>]) {
             encoder.push(transcript.timings.encoder);
             decoder.push(transcript.timings.decoder);
             tokens = transcript.timings.decoder_steps;
+            text = transcript.text;
         }
-        let mel = kernels::whisper::whisper_log_mel(audio, 3000).expect("log-mel");
+        let mel = kernels::whisper::whisper_log_mel(audio, window_frames).expect("log-mel");
         let mut uncached = vec![];
         for _ in 0..runs.min(3) {
             uncached.push(
@@ -153,5 +164,6 @@ fn bench(threads: usize, runs: usize, utterances: &[Vec<f32>]) {
             ms(total),
             total.as_secs_f64() / seconds,
         );
+        eprintln!("    {text}");
     }
 }

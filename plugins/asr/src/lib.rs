@@ -19,7 +19,10 @@ use std::path::PathBuf;
 
 pub use vocab::Vocabulary;
 pub use wer::{WordErrors, word_error_rate, word_errors};
-pub use whisper::{Transcript, Whisper, WhisperOptions, default_model_dir};
+pub use whisper::{
+    HOP, MAX_POSITIONS, N_MELS, PROMPT, SAMPLE_RATE, Timings, Transcript, WINDOW_FRAMES,
+    WINDOW_SAMPLES, Whisper, WhisperOptions, default_model_dir,
+};
 
 /// Everything that can go wrong, with a message a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,8 @@ pub enum Error {
     Config { path: PathBuf, detail: String },
     #[error(transparent)]
     Runtime(#[from] interaction_runtime::Error),
+    #[error("Whisper options are not valid: {0}")]
+    Options(String),
     #[error("Whisper input audio is not usable: {0}")]
     Audio(String),
     #[error("Whisper {stage} failed: {detail}")]

@@ -15,8 +15,10 @@ use crate::vocab::{END_OF_TEXT, NO_TIMESTAMPS, START_OF_TRANSCRIPT, Vocabulary};
 pub const SAMPLE_RATE: u32 = 16_000;
 /// Whisper looks at 30 s windows: 480 000 samples.
 pub const WINDOW_SAMPLES: usize = 30 * SAMPLE_RATE as usize;
-/// Log-mel frames in a window.
+/// Log-mel frames in a 30 s window (the default and the most [`WhisperOptions::window_frames`]).
 pub const WINDOW_FRAMES: usize = 3000;
+/// Samples per log-mel frame.
+pub const HOP: usize = 160;
 /// Mel channels.
 pub const N_MELS: usize = 80;
 /// The decoder's positional table length: prompt plus generated tokens must fit.
@@ -39,6 +41,10 @@ pub struct WhisperOptions {
     pub max_tokens: usize,
     /// ONNX Runtime intra-op threads per session; 0 lets ONNX Runtime choose (one per core).
     pub threads: usize,
+    /// Log-mel frames per window (10 ms each), 2..=3000. Whisper was trained on 3000 (30 s),
+    /// the default. Shorter windows make the encoder several times faster but cost accuracy
+    /// (see the crate README); audio longer than the window is cut.
+    pub window_frames: usize,
 }
 
 impl Default for WhisperOptions {
@@ -46,6 +52,7 @@ impl Default for WhisperOptions {
         WhisperOptions {
             max_tokens: 224,
             threads: 0,
+            window_frames: WINDOW_FRAMES,
         }
     }
 }
@@ -59,7 +66,8 @@ pub struct Transcript {
     pub tokens: Vec<u32>,
     /// Decoding stopped at the token bound, not at `<|endoftext|>`.
     pub hit_token_limit: bool,
-    /// The audio was longer than 30 s and only its first 30 s were transcribed.
+    /// The audio was longer than the window (30 s by default) and only its start was
+    /// transcribed.
     pub audio_truncated: bool,
     /// Time spent on the log-mel, the encoder, and the decoder steps.
     pub timings: Timings,
@@ -90,6 +98,7 @@ pub struct Whisper {
     /// `[heads, head_dim]` of the self-attention cache.
     cache_dims: [usize; 2],
     max_tokens: usize,
+    window_frames: usize,
     mel: kernels::whisper::WhisperLogMel,
     mel_buffer: Vec<f32>,
 }
@@ -116,6 +125,12 @@ impl Whisper {
     /// vocabulary at once, so a wrong or damaged folder fails here, not mid-stream.
     pub fn load_with(dir: impl AsRef<Path>, options: &WhisperOptions) -> Result<Self, Error> {
         let dir = dir.as_ref();
+        if !(2..=WINDOW_FRAMES).contains(&options.window_frames) {
+            return Err(Error::Options(format!(
+                "window_frames must be 2..={WINDOW_FRAMES}, got {}",
+                options.window_frames
+            )));
+        }
         let file = |name: &str| -> Result<PathBuf, Error> {
             let path = dir.join(name);
             if path.is_file() {
@@ -226,8 +241,9 @@ impl Whisper {
             present_names,
             cache_dims,
             max_tokens: options.max_tokens.clamp(1, MAX_POSITIONS - PROMPT.len()),
+            window_frames: options.window_frames,
             mel: kernels::whisper::WhisperLogMel::new(),
-            mel_buffer: vec![0.0; N_MELS * WINDOW_FRAMES],
+            mel_buffer: vec![0.0; N_MELS * options.window_frames],
         })
     }
 
@@ -236,26 +252,27 @@ impl Whisper {
         &self.vocabulary
     }
 
-    /// Transcribes 16 kHz mono audio (samples in [-1, 1]). Audio longer than 30 s is cut to
-    /// its first 30 s ([`Transcript::audio_truncated`]); shorter audio is padded with silence.
+    /// Transcribes 16 kHz mono audio (samples in [-1, 1]). Audio longer than the window (30 s
+    /// by default) is cut to its start ([`Transcript::audio_truncated`]); shorter audio is
+    /// padded with silence.
     /// NaN or infinite samples are an error.
     pub fn transcribe(&mut self, audio: &[f32]) -> Result<Transcript, Error> {
         let start = Instant::now();
         self.mel
-            .compute_into(audio, WINDOW_FRAMES, &mut self.mel_buffer)
+            .compute_into(audio, self.window_frames, &mut self.mel_buffer)
             .map_err(|error| Error::Audio(error.to_string()))?;
         let features = start.elapsed();
         let mel = std::mem::take(&mut self.mel_buffer);
         let result = self.transcribe_mel(&mel);
         self.mel_buffer = mel;
         let mut transcript = result?;
-        transcript.audio_truncated = audio.len() > WINDOW_SAMPLES;
+        transcript.audio_truncated = audio.len() > self.window_frames * HOP;
         transcript.timings.features = features;
         Ok(transcript)
     }
 
-    /// Transcribes a 30 s log-mel window, row-major `[80][3000]` as the `kernels` crate
-    /// gives it.
+    /// Transcribes one log-mel window, row-major `[80][window_frames]` (`[80][3000]` by
+    /// default) as the `kernels` crate gives it.
     pub fn transcribe_mel(&mut self, mel: &[f32]) -> Result<Transcript, Error> {
         self.decode_window(mel, true)
     }
@@ -268,10 +285,11 @@ impl Whisper {
     }
 
     fn decode_window(&mut self, mel: &[f32], use_cache: bool) -> Result<Transcript, Error> {
-        if mel.len() != N_MELS * WINDOW_FRAMES {
+        if mel.len() != N_MELS * self.window_frames {
             return Err(Error::Audio(format!(
-                "a log-mel window has {} values ([80][3000]), got {}",
-                N_MELS * WINDOW_FRAMES,
+                "a log-mel window has {} values ([80][{}]), got {}",
+                N_MELS * self.window_frames,
+                self.window_frames,
                 mel.len()
             )));
         }
@@ -283,7 +301,7 @@ impl Whisper {
         };
         let start = Instant::now();
         let cross = {
-            let input = TensorRef::from_array_view(([1usize, N_MELS, WINDOW_FRAMES], mel))
+            let input = TensorRef::from_array_view(([1usize, N_MELS, self.window_frames], mel))
                 .map_err(inference("encoder input"))?;
             let mut outputs = self
                 .encoder

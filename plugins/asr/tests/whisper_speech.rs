@@ -140,3 +140,47 @@ fn token_bound_stops_decoding() {
         transcript.text
     );
 }
+
+#[test]
+fn a_ten_second_window_still_transcribes_short_utterances() {
+    let dir = common::scratch_dir("whisper_speech");
+    let options = WhisperOptions {
+        window_frames: 1000,
+        ..WhisperOptions::default()
+    };
+    let mut short_window = Whisper::load_with(default_model_dir(), &options).expect("load");
+    for (i, text) in SENTENCES.iter().enumerate() {
+        let wav = dir.join(format!("window{i}.wav"));
+        common::espeak_wav(text, &wav);
+        let transcript = short_window
+            .transcribe(&common::read_16k(&wav))
+            .expect("transcribe");
+        let wer = word_error_rate(text, &transcript.text);
+        assert!(
+            wer <= 0.25,
+            "WER {wer} for {text:?}: got {:?}",
+            transcript.text
+        );
+        assert!(!transcript.audio_truncated);
+    }
+    // 11 s of audio does not fit a 10 s window.
+    let long = short_window
+        .transcribe(&vec![0.0; 11 * 16_000])
+        .expect("long");
+    assert!(long.audio_truncated);
+    // The mel size follows the window.
+    assert!(short_window.transcribe_mel(&vec![0.0; 80 * 3000]).is_err());
+    assert!(short_window.transcribe_mel(&vec![-1.5; 80 * 1000]).is_ok());
+}
+
+#[test]
+fn window_outside_the_model_range_is_refused() {
+    for window_frames in [0, 3001] {
+        let options = WhisperOptions {
+            window_frames,
+            ..WhisperOptions::default()
+        };
+        let error = Whisper::load_with(default_model_dir(), &options).expect_err("refused");
+        assert!(error.to_string().contains("window_frames"), "{error}");
+    }
+}
