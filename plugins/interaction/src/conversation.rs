@@ -476,38 +476,46 @@ impl Conversation {
         }
     }
 
-    /// The context package (JSON) for request `id`. See the crate README for the format.
+    /// The context package (`interaction_protocol::context`, JSON) for request `id`.
     pub fn context_json(&self, id: u64, trigger: &str, now: u64) -> String {
-        let conversation: Vec<serde_json::Value> = self
+        use interaction_protocol::context::{
+            ContextPackage, Role, Trigger, TriggerReason, Truncation, Turn,
+        };
+        let reason = match trigger {
+            "user-turn-ended" => TriggerReason::UserTurnEnded,
+            "text" => TriggerReason::UserRequest,
+            _ => TriggerReason::Other,
+        };
+        let mut package = ContextPackage::new(
+            id,
+            Trigger {
+                reason,
+                running_time_ns: now,
+                detail: (reason == TriggerReason::Other).then(|| trigger.to_owned()),
+            },
+        );
+        package.conversation = self
             .record
             .iter()
-            .map(|e| {
-                let mut v = serde_json::json!({
-                    "speaker": e.speaker,
-                    "kind": e.kind,
-                    "text": e.text,
-                    "start": e.start,
-                    "end": e.end,
-                });
-                if e.truncated {
-                    v["truncated"] = serde_json::Value::Bool(true);
-                    if let Some(planned) = &e.planned {
-                        v["planned"] = serde_json::Value::String(planned.clone());
+            .map(|e| Turn {
+                speaker: e.speaker.clone(),
+                role: if e.speaker == "agent" {
+                    Role::Agent
+                } else {
+                    Role::User
+                },
+                start_ns: e.start,
+                end_ns: Some(e.end),
+                text: e.text.clone(),
+                truncation: e.planned.as_ref().filter(|_| e.truncated).map(|planned| {
+                    Truncation {
+                        planned: planned.clone(),
+                        heard_chars: e.text.chars().count(),
                     }
-                }
-                v
+                }),
             })
             .collect();
-        serde_json::json!({
-            "version": 1,
-            "request_id": id,
-            "trigger": trigger,
-            "running_time": now,
-            "conversation": conversation,
-            "dropped_entries": self.dropped,
-            "observations": [],
-        })
-        .to_string()
+        String::from_utf8(package.to_bytes()).unwrap_or_default()
     }
 
     /// Text items of a micro-turn: reasoning results are queued for speech, other text is a
@@ -537,7 +545,24 @@ impl Conversation {
             {
                 continue;
             }
-            let mut text = item.text.clone();
+            let field = |key: &str| {
+                item.fields
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            // A structured result (`interaction_protocol::context::ReasoningResult`) carries
+            // the whole answer so far in `text` and the new part in `delta`; an error result
+            // carries a sentence to say in `error.message`.
+            let error_message = field("error")
+                .filter(|e| *e != "null" && !e.is_empty())
+                .and_then(|e| serde_json::from_str::<serde_json::Value>(e).ok())
+                .and_then(|e| e.get("message").and_then(|m| m.as_str()).map(str::to_owned));
+            let mut text = match (field("delta"), error_message) {
+                (_, Some(message)) => message,
+                (Some(delta), None) => delta.to_owned(),
+                (None, None) => item.text.clone(),
+            };
             if let Some(r) = self.request.as_mut() {
                 r.answered = true;
                 // A final item may repeat the whole answer: speak only what is new.
@@ -666,10 +691,15 @@ mod tests {
             })
             .expect("context package");
         assert_eq!(json.0, 1);
-        let v: serde_json::Value = serde_json::from_str(&json.1).unwrap();
-        assert_eq!(v["conversation"][0]["text"], "what time is it");
-        assert_eq!(v["conversation"][0]["end"], 900_000_000u64);
-        assert_eq!(v["trigger"], "user-turn-ended");
+        let package =
+            interaction_protocol::context::ContextPackage::parse(json.1.as_bytes()).unwrap();
+        assert_eq!(package.conversation[0].text, "what time is it");
+        assert_eq!(package.conversation[0].end_ns, Some(900_000_000));
+        assert_eq!(
+            package.trigger.reason,
+            interaction_protocol::context::TriggerReason::UserTurnEnded
+        );
+        assert_eq!(package.trigger.running_time_ns, 1_200_000_000);
     }
 
     #[test]
@@ -750,6 +780,62 @@ mod tests {
         out.clear();
         c.tick(5000 * MS, false, &mut out);
         assert!(out.iter().all(|a| !matches!(a, Action::Speak { .. })), "one filler only");
+    }
+
+    #[test]
+    fn structured_results_speak_their_deltas_and_errors() {
+        let mut c = Conversation::new(ConversationConfig::default());
+        let mut out = Vec::new();
+        c.request_reasoning("user-turn-ended", 0, &mut out);
+        out.clear();
+        let item = |request: u64, text: &str, delta: &str, last: bool, error: &str| TextItem {
+            pad: "text_0".into(),
+            flags: text_flags::LOOPBACK,
+            offset: 0,
+            text: text.into(),
+            fields: vec![
+                ("request_id".into(), request.to_string()),
+                ("seq".into(), "0".into()),
+                ("final".into(), last.to_string()),
+                ("delta".into(), delta.into()),
+                ("error".into(), error.into()),
+            ],
+        };
+        c.on_text(
+            &[
+                item(1, "Paris", "Paris", false, "null"),
+                item(1, "Paris is big.", " is big.", true, "null"),
+            ],
+            0,
+            &mut out,
+        );
+        c.tick(0, false, &mut out);
+        let spoken: Vec<&str> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Speak { text, .. } | Action::SpeakMore { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spoken, vec!["Paris", " is big."]);
+        out.clear();
+        c.request_reasoning("user-turn-ended", 0, &mut out);
+        out.clear();
+        c.on_text(
+            &[item(
+                2,
+                "",
+                "",
+                true,
+                r#"{"kind":"unreachable","message":"I cannot reach my reasoning right now."}"#,
+            )],
+            0,
+            &mut out,
+        );
+        c.begin(u64::MAX / 2, &mut out);
+        out.clear();
+        c.tick(u64::MAX / 2, false, &mut out);
+        assert!(matches!(&out[0], Action::Speak { text, .. } if text == "I cannot reach my reasoning right now."));
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub fn load_cascade(
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
-    let asr = TranscriberWorker::start(whisper_backend(&asr_dir)?)?;
+    let asr = TranscriberWorker::start(whisper_backend(
+        &asr_dir,
+        package.frontend.asr_window_seconds,
+    )?)?;
     let config = CascadeConfig {
         policy: options.policy.clone(),
         turn_window_seconds: package.frontend.turn_window_seconds,
@@ -61,8 +64,28 @@ pub fn load_cascade(
     Ok(Cascade::new(config, vad, turn_model, Some(asr)))
 }
 
-/// Whisper tiny.en from `dir` (the `interaction_asr` crate).
-pub fn whisper_backend(dir: &std::path::Path) -> Result<Box<dyn Transcribe>, String> {
-    let _ = dir;
-    Err("speech recognition is not built in yet".into())
+/// Whisper tiny.en (the `interaction_asr` crate) as a transcription backend.
+struct WhisperBackend(interaction_asr::Whisper);
+
+impl Transcribe for WhisperBackend {
+    fn transcribe(&mut self, audio: &[f32]) -> Result<String, String> {
+        self.0
+            .transcribe(audio)
+            .map(|t| t.text)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Whisper tiny.en from `dir`, with a window of `window_seconds`.
+pub fn whisper_backend(
+    dir: &std::path::Path,
+    window_seconds: f64,
+) -> Result<Box<dyn Transcribe>, String> {
+    let options = interaction_asr::WhisperOptions {
+        window_frames: ((window_seconds * 100.0) as usize).clamp(100, 3000),
+        ..interaction_asr::WhisperOptions::default()
+    };
+    interaction_asr::Whisper::load_with(dir, &options)
+        .map(|w| Box::new(WhisperBackend(w)) as Box<dyn Transcribe>)
+        .map_err(|e| e.to_string())
 }

@@ -29,7 +29,7 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 /// Caps of the `reasoning` pad: one context package (JSON) per buffer.
-pub const CONTEXT_CAPS_NAME: &str = "application/x-interaction-context";
+const CONTEXT_CAPS_NAME: &str = interaction_protocol::context::CONTEXT_MEDIA_TYPE;
 /// Bus message: which execution provider runs (`provider`, `device`, `fallback-reason`).
 pub const EXECUTION_PROVIDER: &str = "interaction/execution-provider";
 

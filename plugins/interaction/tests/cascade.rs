@@ -1,0 +1,244 @@
+//! The cascade kind on real speech (espeak-ng), through `appsrc ! interactionmodel` with the
+//! default model package (Silero VAD, Smart Turn v3.2, Whisper tiny.en from the cache).
+
+mod common;
+
+use common::*;
+use interaction_protocol::events::messages;
+
+const QUESTION: &str = "What is the weather like in Paris today?";
+
+fn turn_ends(run: &Run) -> Vec<u64> {
+    run.messages(messages::USER_TURN_ENDED)
+        .iter()
+        .map(|m| running_time(m))
+        .collect()
+}
+
+fn wer(reference: &str, hypothesis: &str) -> f64 {
+    interaction_asr::word_error_rate(reference, hypothesis)
+}
+
+#[test]
+fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
+    let script = Script::default()
+        .silence(600)
+        .say("I would like to order a")
+        .silence(600)
+        .say("large pizza with mushrooms and olives.")
+        .silence(1600)
+        .whole_turns();
+    let (_, _, pause_start) = script.spoken[0].clone();
+    let (_, second_start, sentence_end) = script.spoken[1].clone();
+    let run = run_element(
+        &element(&[("filler-ms", "0")]),
+        packets(&[("audio", &script.audio)], &[]),
+    );
+    for m in &run.messages {
+        eprintln!("{m}");
+    }
+    let ends = turn_ends(&run);
+    assert_eq!(ends.len(), 1, "exactly one end of turn: {ends:?}");
+    assert!(
+        ends[0] > sentence_end && ends[0] <= sentence_end + 1_000 * MS,
+        "the turn ends within 1 s after the sentence ({} ms), at {} ms",
+        sentence_end / MS,
+        ends[0] / MS
+    );
+    // Smart Turn was asked in the pause and judged it incomplete.
+    let verdicts = run.messages(gst_plugin_interaction_verdict());
+    let in_pause: Vec<f64> = verdicts
+        .iter()
+        .filter(|m| running_time(m) > pause_start && running_time(m) < second_start + 200 * MS)
+        .map(|m| m.get::<f64>("probability").unwrap())
+        .collect();
+    assert!(!in_pause.is_empty(), "Smart Turn judged the pause");
+    assert!(in_pause.iter().all(|p| *p < 0.5), "pause verdicts {in_pause:?}");
+    // The context package carries the whole sentence.
+    let contexts = run.contexts();
+    assert_eq!(contexts.len(), 1);
+    let said = &contexts[0].conversation[0].text;
+    let reference = "I would like to order a large pizza with mushrooms and olives.";
+    assert!(wer(reference, said) <= 0.25, "transcript {said:?}");
+}
+
+#[test]
+fn silence_baseline_ends_the_turn_inside_the_pause() {
+    let script = Script::default()
+        .silence(600)
+        .say("I would like to order a")
+        .silence(600)
+        .say("large pizza with mushrooms and olives.")
+        .silence(1200)
+        .whole_turns();
+    let (_, _, pause_start) = script.spoken[0].clone();
+    let (_, second_start, _) = script.spoken[1].clone();
+    let run = run_element(
+        &element(&[("turn-detection", "silence"), ("filler-ms", "0")]),
+        packets(&[("audio", &script.audio)], &[]),
+    );
+    let ends = turn_ends(&run);
+    assert_eq!(ends.len(), 2, "the 600 ms pause ends a turn: {ends:?}");
+    assert!(ends[0] >= pause_start + 500 * MS && ends[0] < second_start + 200 * MS);
+    let reasons: Vec<String> = run
+        .messages(messages::USER_TURN_ENDED)
+        .iter()
+        .map(|m| m.get::<String>("reason").unwrap())
+        .collect();
+    assert_eq!(reasons, ["silence", "silence"]);
+}
+
+const ANSWER: &str = "The weather in Paris is mild today, with a light breeze from the west \
+    and a few clouds in the afternoon. It should stay dry until the evening, when a little rain \
+    may come in from the coast, so take an umbrella if you go out late.";
+
+/// The user asks, the turn ends, the answer (request 1) arrives and is spoken; 1.2 s after the
+/// answer starts the user says `interjection`. Returns the run, the micro-turn index of the
+/// answer and the interjection's (start, end).
+fn answer_then(interjection: &str) -> (Run, usize, (u64, u64)) {
+    let asked = Script::default().silence(400).say(QUESTION).silence(1200);
+    let answer_turn = (asked.now() / TURN_NS) as usize;
+    let script = asked
+        .silence(1200)
+        .say(interjection)
+        .silence(2000)
+        .whole_turns();
+    let (_, start, end) = script.spoken[1].clone();
+    let run = run_element(
+        &element(&[("filler-ms", "0")]),
+        packets(
+            &[("audio", &script.audio)],
+            &[result_item(answer_turn, 1, ANSWER)],
+        ),
+    );
+    (run, answer_turn, (start, end))
+}
+
+#[test]
+fn barge_in_yields_within_one_micro_turn_of_sustained_speech() {
+    let (run, answer_turn, (onset, _)) =
+        answer_then("Hold on I have another question about the trains");
+    let speak_at = run
+        .speech
+        .iter()
+        .position(|o| matches!(o, Out::Speak(1)))
+        .expect("the answer is spoken with a speak event");
+    assert!(
+        matches!(&run.speech[speak_at + 1], Out::Text { text, pts, .. }
+            if text == ANSWER && *pts == (answer_turn as u64 + 1) * TURN_NS),
+        "the answer text follows its speak event in the micro-turn it arrived: {:?}",
+        run.speech
+    );
+    let yield_at = run
+        .speech
+        .iter()
+        .position(|o| matches!(o, Out::Yield(Some(1))))
+        .expect("a yield of utterance 1");
+    assert!(yield_at > speak_at);
+    let barge = run.messages(messages::BARGE_IN);
+    assert_eq!(barge.len(), 1);
+    let at = running_time(barge[0]);
+    // Sustained speech means barge-in-ms (400) of it; the decision comes at the end of the
+    // micro-turn in which that is reached (one VAD frame of onset detection allowed).
+    let sustained = onset + 400 * MS;
+    assert!(
+        at >= sustained && at <= sustained + TURN_NS + 32 * MS,
+        "barge-in at {} ms, sustained speech from {} ms",
+        at / MS,
+        sustained / MS
+    );
+    // The interruption becomes the user's next turn, with the truncated answer in the record.
+    let contexts = run.contexts();
+    assert_eq!(contexts.len(), 2, "a second request after the interruption");
+    let agent = contexts[1]
+        .conversation
+        .iter()
+        .find(|t| t.speaker == "agent")
+        .expect("the agent's turn is in the record");
+    let truncation = agent.truncation.as_ref().expect("marked as truncated");
+    assert_eq!(truncation.planned, ANSWER);
+    assert!(agent.text.len() < ANSWER.len() && ANSWER.starts_with(&agent.text));
+    let captions = run.captions();
+    assert!(
+        captions
+            .iter()
+            .any(|(_, c)| c.starts_with("agent: The weather") && c.ends_with("[interrupted]")),
+        "{captions:?}"
+    );
+}
+
+#[test]
+fn a_back_channel_does_not_yield() {
+    let (run, _, (start, end)) = answer_then("uh huh");
+    assert!(end - start < 400 * MS, "the back-channel lasts {} ms", (end - start) / MS);
+    assert!(run.speech.iter().any(|o| matches!(o, Out::Speak(1))));
+    assert!(
+        !run.speech.iter().any(|o| matches!(o, Out::Yield(_))),
+        "no yield: {:?}",
+        run.speech
+    );
+    assert!(run.messages(messages::BARGE_IN).is_empty());
+    assert_eq!(run.contexts().len(), 1, "the back-channel is not a user turn");
+}
+
+#[test]
+fn eos_right_after_speech_still_gives_transcript_and_end_of_turn() {
+    const REQUEST: &str = "Please turn on the lights in the kitchen.";
+    let script = Script::default().silence(400).say(REQUEST);
+    let speech_end = script.now();
+    let run = run_element(
+        &element(&[("filler-ms", "0"), ("stats", "true")]),
+        packets(&[("audio", &script.audio)], &[]),
+    );
+    let ends = run.messages(messages::USER_TURN_ENDED);
+    assert_eq!(ends.len(), 1);
+    assert_eq!(ends[0].get::<String>("reason").unwrap(), "eos");
+    assert!(running_time(ends[0]) >= speech_end);
+    let captions = run.captions();
+    assert_eq!(captions.len(), 1, "{captions:?}");
+    assert!(captions[0].1.starts_with("user: "));
+    assert!(wer(REQUEST, &captions[0].1["user: ".len()..]) <= 0.25, "{captions:?}");
+    // The drained outputs come before EOS on every pad.
+    for pad in [&run.transcript, &run.reasoning] {
+        assert_eq!(pad.last(), Some(&Out::Eos));
+        assert!(pad.len() >= 2);
+    }
+    assert_eq!(run.contexts().len(), 1);
+    // Statistics: one message per micro-turn, and the latency property counts them.
+    let turns = script.audio.len().div_ceil(TURN_SAMPLES) as u64;
+    let stats = run.messages(messages::TURN_STATS);
+    assert_eq!(stats.len() as u64, turns);
+    assert!(stats.iter().any(|s| s.get::<f64>("speech-probability").unwrap() > 0.5));
+    let latency = run.step_latency.expect("step-latency");
+    assert_eq!(latency.get::<u64>("count").unwrap(), turns);
+    assert!(latency.get::<u64>("p50").unwrap() > 0);
+    assert!(latency.get::<u64>("p99").unwrap() >= latency.get::<u64>("p50").unwrap());
+}
+
+#[test]
+fn extra_participants_get_their_own_transcripts() {
+    let user = Script::default()
+        .silence(300)
+        .say("Good morning everyone.")
+        .silence(3500);
+    let guest = Script::default()
+        .silence(2600)
+        .say("Hello, nice to meet you.")
+        .silence(1200);
+    let run = run_element(
+        &element(&[("filler-ms", "0"), ("turn-detection", "silence")]),
+        packets(&[("audio", &user.audio), ("audio_1", &guest.audio)], &[]),
+    );
+    let captions = run.captions();
+    assert_eq!(captions.len(), 2, "{captions:?}");
+    assert!(captions[0].1.starts_with("user: "), "{captions:?}");
+    assert!(captions[1].1.starts_with("audio_1: "), "{captions:?}");
+    assert!(wer("hello nice to meet you", &captions[1].1["audio_1: ".len()..]) <= 0.25);
+    // Caption times are the speech's running times.
+    let (_, guest_start, _) = guest.spoken[0];
+    assert!(captions[1].0.abs_diff(guest_start) <= 200 * MS);
+}
+
+fn gst_plugin_interaction_verdict() -> &'static str {
+    gstinteraction::cascade::TURN_VERDICT
+}
