@@ -31,6 +31,8 @@ use gst::prelude::*;
 
 mod imp;
 
+pub use imp::EXECUTION_PROVIDER;
+
 glib::wrapper! {
     pub struct InteractionModel(ObjectSubclass<imp::InteractionModel>)
         @extends gst::Element, gst::Object;

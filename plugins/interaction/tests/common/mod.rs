@@ -389,7 +389,11 @@ pub fn start_error(element: &gst::Element) -> Option<String> {
     let text = bus
         .iter_timed(gst::ClockTime::ZERO)
         .find_map(|m| match m.view() {
-            gst::MessageView::Error(e) => Some(format!("{} | {:?}", e.error(), e.debug())),
+            gst::MessageView::Error(e) => Some(format!(
+                "{} | {}",
+                e.error(),
+                e.debug().map(|d| d.to_string()).unwrap_or_default()
+            )),
             _ => None,
         });
     pipeline.set_state(gst::State::Null).unwrap();
