@@ -233,6 +233,13 @@ impl Native {
         self.binding
             .bind_output("actions", &mut self.actions)
             .map_err(err)?;
+        self.bind_dynamic_outputs()?;
+        self.bind_states()
+    }
+
+    /// Outputs whose shape changes between steps (text bytes) are bound to the device anew
+    /// before each step: ONNX Runtime reuses a device-bound output's buffer otherwise.
+    fn bind_dynamic_outputs(&mut self) -> Result<(), String> {
         let memory = self.session.allocator().memory_info().to_owned();
         for (present, name) in self
             .outputs_optional
@@ -242,10 +249,10 @@ impl Native {
             if present {
                 self.binding
                     .bind_output_to_device(name, &memory)
-                    .map_err(err)?;
+                    .map_err(|e| format!("IoBinding {name}: {e}"))?;
             }
         }
-        self.bind_states()
+        Ok(())
     }
 
     fn bind_states(&mut self) -> Result<(), String> {
@@ -299,6 +306,7 @@ impl Native {
         self.binding.bind_input("dmel", &dmel).map_err(err)?;
         self.binding.bind_input("patches", &patches).map_err(err)?;
         self.binding.bind_input("bytes", &bytes).map_err(err)?;
+        self.bind_dynamic_outputs()?;
         if self.has_context {
             let context = Tensor::<f32>::from_array(([1usize, 2], context.to_vec())).map_err(err)?;
             self.binding.bind_input("context", &context).map_err(err)?;
