@@ -58,8 +58,10 @@ struct Track {
 /// Timings of the last turn's transcript, for the benchmark and the bus message.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TranscriptTiming {
-    /// Wall time the end-of-turn step waited for the transcript.
+    /// Wall time the step that delivered the transcript waited for it.
     pub waited: Duration,
+    /// Wall time from the end-of-turn decision to the transcript.
+    pub since_decision: Duration,
     /// Backend time of the transcription used.
     pub asr_time: Duration,
     /// Audio seconds transcribed.
@@ -77,6 +79,9 @@ pub struct Cascade {
     frame_buffer: Vec<f32>,
     audio_buffer: Vec<f32>,
     last_timing: Option<TranscriptTiming>,
+    pending: std::collections::VecDeque<PendingTurn>,
+    /// Live pipelines do not wait for transcripts (they follow in a later micro-turn).
+    live: bool,
 }
 
 impl std::fmt::Debug for Cascade {
@@ -106,6 +111,8 @@ impl Cascade {
             frame_buffer: Vec::with_capacity(576 * 8),
             audio_buffer: Vec::new(),
             last_timing: None,
+            pending: std::collections::VecDeque::new(),
+            live: false,
         }
     }
 
@@ -168,41 +175,127 @@ impl Cascade {
         Ok(())
     }
 
-    /// Transcripts of the finished turn, one per participant who spoke, oldest first.
-    fn transcripts(&mut self) -> Result<Vec<Caption>, String> {
-        let mut captions = Vec::new();
-        let started = std::time::Instant::now();
-        let mut timing = TranscriptTiming::default();
+    /// The turn ended: its participants' transcriptions are (or were already) submitted; the
+    /// captions and the context package follow when they are ready.
+    fn turn_ended(&mut self, now: u64) -> Result<(), String> {
+        let mut parts = Vec::new();
         for track in self.policy.turn_tracks() {
             let Some(span) = self.policy.turn_span(track) else {
                 continue;
             };
             self.submit(track, span)?;
-            let text = match (self.asr.as_mut(), self.tracks[track].job.take()) {
-                (Some(asr), Some((_, id))) => {
-                    let result = asr.wait(id, self.config.asr_timeout)?;
-                    timing.asr_time += result.elapsed;
-                    timing.audio_seconds += result.audio_seconds;
-                    result.text
-                }
-                _ => String::new(),
-            };
-            captions.push(Caption {
-                speaker: self.label(track),
-                text: text.trim().to_owned(),
-                start: span.0,
-                end: span.1,
-                truncated: false,
+            let job = self.tracks[track].job.take().map(|(_, id)| id);
+            parts.push(Part {
+                label: self.label(track),
+                span,
+                job,
+                text: None,
             });
         }
-        timing.waited = started.elapsed();
-        self.last_timing = Some(timing);
-        captions.sort_by_key(|c| c.start);
+        parts.sort_by_key(|p| p.span.0);
         self.policy.clear_spans();
-        if let Some(asr) = self.asr.as_mut() {
-            asr.forget_except(&[]);
+        self.pending.push_back(PendingTurn {
+            decided_at: now,
+            decided_wall: std::time::Instant::now(),
+            parts,
+        });
+        Ok(())
+    }
+
+    /// Hands over the transcripts that are ready, oldest turn first. `block` waits for them
+    /// (non-live pipelines and end of stream, so the output does not depend on thread timing).
+    fn deliver(
+        &mut self,
+        block: bool,
+        now: u64,
+        conversation: &mut Conversation,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        while let Some(turn) = self.pending.front_mut() {
+            let waited_from = std::time::Instant::now();
+            let mut timing = TranscriptTiming::default();
+            for part in &mut turn.parts {
+                if part.text.is_some() {
+                    continue;
+                }
+                let Some(id) = part.job else {
+                    part.text = Some(String::new());
+                    continue;
+                };
+                let Some(asr) = self.asr.as_mut() else {
+                    part.text = Some(String::new());
+                    continue;
+                };
+                let result = if block {
+                    Some(asr.wait(id, self.config.asr_timeout))
+                } else {
+                    asr.poll(id)
+                };
+                match result {
+                    Some(Ok(transcription)) => {
+                        timing.asr_time += transcription.elapsed;
+                        timing.audio_seconds += transcription.audio_seconds;
+                        part.text = Some(transcription.text.trim().to_owned());
+                    }
+                    Some(Err(error)) => return Err(format!("transcription: {error}")),
+                    None => {}
+                }
+            }
+            if turn.parts.iter().any(|p| p.text.is_none()) {
+                break;
+            }
+            let Some(turn) = self.pending.pop_front() else {
+                break;
+            };
+            timing.waited = waited_from.elapsed();
+            timing.since_decision = turn.decided_wall.elapsed();
+            self.last_timing = Some(timing);
+            let captions: Vec<Caption> = turn
+                .parts
+                .into_iter()
+                .map(|p| Caption {
+                    speaker: p.label,
+                    text: p.text.unwrap_or_default(),
+                    start: p.span.0,
+                    end: p.span.1,
+                    truncated: false,
+                })
+                .collect();
+            out.push(Action::Message {
+                name: TRANSCRIPT_READY,
+                at: now,
+                fields: vec![
+                    ("decided-at", crate::conversation::Field::U64(turn.decided_at)),
+                    (
+                        "latency",
+                        crate::conversation::Field::U64(
+                            u64::try_from(timing.since_decision.as_nanos()).unwrap_or(u64::MAX),
+                        ),
+                    ),
+                    (
+                        "text",
+                        crate::conversation::Field::Str(
+                            captions
+                                .iter()
+                                .map(|c| c.text.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ),
+                    ),
+                ],
+            });
+            conversation.transcribed(captions, now, out);
         }
-        Ok(captions)
+        if let Some(asr) = self.asr.as_mut() {
+            let mut keep: Vec<u64> = self
+                .pending
+                .iter()
+                .flat_map(|t| t.parts.iter().filter_map(|p| p.job))
+                .collect();
+            keep.extend(self.tracks.iter().filter_map(|t| t.job.map(|(_, id)| id)));
+            asr.forget_except(&keep);
+        }
+        Ok(())
     }
 
     fn handle(
@@ -261,20 +354,30 @@ impl Cascade {
                     speech_end,
                     probability,
                 } => {
-                    let captions = self.transcripts()?;
-                    conversation.user_turn_ended(
-                        captions,
-                        reason.as_str(),
-                        speech_end,
-                        probability,
-                        now,
-                        out,
-                    );
+                    conversation.turn_ended(reason.as_str(), speech_end, probability, now, out);
+                    self.turn_ended(now)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Bus message: the transcripts of an ended turn are ready (`decided-at`: running time of the
+/// end-of-turn decision; `latency`: wall time since that decision, ns; `text`).
+pub const TRANSCRIPT_READY: &str = "interaction/transcript-ready";
+
+struct Part {
+    label: String,
+    span: (u64, u64),
+    job: Option<u64>,
+    text: Option<String>,
+}
+
+struct PendingTurn {
+    decided_at: u64,
+    decided_wall: std::time::Instant,
+    parts: Vec<Part>,
 }
 
 /// Bus message: Smart Turn's verdict at a pause (`probability`, `speaker`).
@@ -326,6 +429,7 @@ impl Engine for Cascade {
         }
         let events = self.policy.check(now);
         self.handle(events, now, conversation, out)?;
+        self.deliver(!self.live, now, conversation, out)?;
         Ok(StepInfo {
             speech_probability: max_probability,
             user_busy: self.policy.user_speaking() || self.policy.in_turn(),
@@ -339,12 +443,23 @@ impl Engine for Cascade {
         out: &mut Vec<Action>,
     ) -> Result<(), String> {
         let events = self.policy.finish();
-        self.handle(events, now, conversation, out)
+        self.handle(events, now, conversation, out)?;
+        self.deliver(true, now, conversation, out)
+    }
+
+    fn set_live(&mut self, live: bool) {
+        self.live = live;
+    }
+
+    fn update(&mut self, policy: &PolicyConfig) {
+        self.policy.set_config(policy.clone());
+        self.config.policy = policy.clone();
     }
 
     fn reset(&mut self) {
         self.policy.reset();
         self.tracks.clear();
+        self.pending.clear();
         if let Some(asr) = self.asr.as_mut() {
             asr.forget_except(&[]);
         }

@@ -365,6 +365,19 @@ impl Conversation {
         now: u64,
         out: &mut Vec<Action>,
     ) {
+        self.turn_ended(reason, speech_end, probability, now, out);
+        self.transcribed(utterances, now, out);
+    }
+
+    /// The decision that the user's turn ended (`interaction/user-turn-ended`).
+    pub fn turn_ended(
+        &mut self,
+        reason: &str,
+        speech_end: u64,
+        probability: Option<f32>,
+        now: u64,
+        out: &mut Vec<Action>,
+    ) {
         let mut fields = vec![
             ("reason", Field::Str(reason.to_owned())),
             ("speech-end", Field::U64(speech_end)),
@@ -372,8 +385,15 @@ impl Conversation {
         if let Some(p) = probability {
             fields.push(("probability", Field::F64(f64::from(p))));
         }
-        let text: Vec<&str> = utterances.iter().map(|c| c.text.as_str()).collect();
-        fields.push(("transcript", Field::Str(text.join(" "))));
+        out.push(Action::Message {
+            name: messages::USER_TURN_ENDED,
+            at: now,
+            fields,
+        });
+    }
+
+    /// The transcripts of the ended turn are ready: captions, record, reasoning request.
+    pub fn transcribed(&mut self, utterances: Vec<Caption>, now: u64, out: &mut Vec<Action>) {
         for caption in &utterances {
             out.push(Action::Caption(caption.clone()));
         }
@@ -388,11 +408,6 @@ impl Conversation {
                 truncated: false,
             });
         }
-        out.push(Action::Message {
-            name: messages::USER_TURN_ENDED,
-            at: now,
-            fields,
-        });
         self.request_reasoning("user-turn-ended", now, out);
     }
 

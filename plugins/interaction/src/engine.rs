@@ -47,6 +47,11 @@ pub trait Engine: Send {
         false
     }
 
+    /// Whether the pipeline is live: a live engine never waits for slow work (transcripts
+    /// follow in a later micro-turn); a non-live one waits, so its output does not depend on
+    /// thread timing.
+    fn set_live(&mut self, _live: bool) {}
+
     /// New thresholds (a property changed while running).
     fn update(&mut self, _policy: &crate::policy::PolicyConfig) {}
 }

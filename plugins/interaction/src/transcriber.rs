@@ -112,6 +112,14 @@ impl TranscriberWorker {
         }
     }
 
+    /// Takes the result of job `id` if it is done, without waiting.
+    pub fn poll(&mut self, id: u64) -> Option<Result<Transcription, String>> {
+        while let Ok((done_id, result)) = self.results.try_recv() {
+            self.done.insert(done_id, result);
+        }
+        self.done.remove(&id)
+    }
+
     /// Drops results nobody will ask for (superseded jobs), keeping memory flat.
     pub fn forget_except(&mut self, keep: &[u64]) {
         while let Ok((id, result)) = self.results.try_recv() {

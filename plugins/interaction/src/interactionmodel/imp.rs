@@ -139,6 +139,8 @@ struct State {
     turn_duration: u64,
     last_now: u64,
     turn_index: u64,
+    /// Whether upstream is live (asked once, at the first packet).
+    live: Option<bool>,
 }
 
 impl Default for State {
@@ -150,6 +152,7 @@ impl Default for State {
             turn_duration: 200_000_000,
             last_now: 0,
             turn_index: 0,
+            live: None,
         }
     }
 }
@@ -257,6 +260,26 @@ impl InteractionModel {
             })?
         };
         let settings_stats = lock(&self.settings).stats;
+        if lock(&self.state).live.is_none() {
+            let mut query = gst::query::Latency::new();
+            let live = self.sinkpad.peer_query(&mut query) && query.result().0;
+            gst::info!(
+                CAT,
+                imp = self,
+                "upstream is {}: transcripts {}",
+                if live { "live" } else { "not live" },
+                if live {
+                    "follow in a later micro-turn when ready"
+                } else {
+                    "are waited for at the end of the turn"
+                }
+            );
+            let mut state = lock(&self.state);
+            state.live = Some(live);
+            if let Some(engine) = state.engine.as_mut() {
+                engine.set_live(live);
+            }
+        }
         let header = packet.header;
         let now = header.start.saturating_add(header.duration);
         let started = Instant::now();

@@ -1,0 +1,161 @@
+//! Benchmark of the cascade on real speech (espeak-ng), with the default package:
+//!
+//! - step latency p50 / p99 in three phases: the user speaking, the end-of-turn step, idle;
+//!   reported against the micro-turn budget (200 ms) as a ratio;
+//! - Whisper tiny.en's real-time factor on a ~3 s utterance (30 s window, and a 10 s window for
+//!   comparison);
+//! - end of turn → final transcript: how long the end-of-turn step waited for the transcript,
+//!   against the baseline of transcribing only at the end of the turn (the backend's own time
+//!   for the same audio, measured in the same process).
+//!
+//! Run: `cargo bench -p gst-plugin-interaction --bench interaction` (release build).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gstinteraction::conversation::{Action, Conversation, ConversationConfig};
+use gstinteraction::device::{CPU_PROVIDER, Device, Provider};
+use gstinteraction::engine::Engine;
+use gstinteraction::loader::{LoadOptions, load_cascade, whisper_backend};
+use gstinteraction::policy::PolicyConfig;
+use gstinteraction::stats::quantile;
+use interaction_protocol::events::messages;
+use interaction_protocol::packet::Packet;
+
+const UTTERANCE: &str = "What is the weather like in Paris today?";
+const ROUNDS: usize = 4;
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn main() {
+    init();
+    let package_dir =
+        gstinteraction::package::default_package_dir().expect("the default package");
+    let package = gstinteraction::package::load(&package_dir).expect("a valid default package");
+    let provider = Provider {
+        name: CPU_PROVIDER,
+        device: Device::Cpu,
+        fallback_reason: None,
+    };
+    let options = LoadOptions {
+        policy: PolicyConfig::default(),
+        user_label: "user".into(),
+    };
+    let mut cascade = load_cascade(&package, &options, &provider).expect("models load");
+
+    // A session: ROUNDS × (1 s idle, the question, 1.5 s of silence), then 4 s idle.
+    let mut script = Script::default();
+    for _ in 0..ROUNDS {
+        script = script.silence(1000).say(UTTERANCE).silence(1500);
+    }
+    let script = script.silence(4000).whole_turns();
+    let utterance_seconds = (script.spoken[0].2 - script.spoken[0].1) as f64 / 1e9;
+    let packets: Vec<Packet> = packets(&[("audio", &script.audio)], &[])
+        .iter()
+        .map(|b| Packet::parse(&b.map_readable().unwrap()).unwrap())
+        .collect();
+
+    let mut conversation = Conversation::new(ConversationConfig {
+        filler_after: 0,
+        ..ConversationConfig::default()
+    });
+    let (mut speaking, mut end_of_turn, mut idle) = (Vec::new(), Vec::new(), Vec::new());
+    let mut waits = Vec::new();
+    let mut asr_times = Vec::new();
+    let mut actions = Vec::new();
+    for packet in &packets {
+        let now = packet.header.start + packet.header.duration;
+        actions.clear();
+        let started = Instant::now();
+        conversation.begin(now, &mut actions);
+        let info = cascade
+            .step(packet, now, &mut conversation, &mut actions)
+            .expect("step");
+        conversation.on_text(&packet.text, now, &mut actions);
+        conversation.tick(now, info.user_busy, &mut actions);
+        let elapsed = started.elapsed().as_nanos() as u64;
+        let ended = actions.iter().any(
+            |a| matches!(a, Action::Message { name, .. } if *name == messages::USER_TURN_ENDED),
+        );
+        if ended {
+            end_of_turn.push(elapsed);
+            if let Some(timing) = cascade.last_transcript_timing() {
+                waits.push(timing.waited.as_nanos() as u64);
+                asr_times.push(timing.asr_time.as_nanos() as u64);
+            }
+        } else if info.speech_probability >= 0.5 {
+            speaking.push(elapsed);
+        } else {
+            idle.push(elapsed);
+        }
+    }
+
+    println!("interactionmodel cascade benchmark ({} micro-turns of 200 ms, {ROUNDS} turns of a {utterance_seconds:.2} s utterance)", packets.len());
+    println!("| phase | steps | p50 ms | p99 ms | max ms | p99 / 200 ms budget |");
+    println!("|---|---|---|---|---|---|");
+    let mut all = Vec::new();
+    for (name, values) in [
+        ("user speaking", &speaking),
+        ("end of turn", &end_of_turn),
+        ("idle", &idle),
+    ] {
+        all.extend_from_slice(values);
+        let p99 = quantile(values, 0.99);
+        println!(
+            "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+            values.len(),
+            ms(quantile(values, 0.5)),
+            ms(p99),
+            ms(values.iter().copied().max().unwrap_or(0)),
+            p99 as f64 / 200e6
+        );
+    }
+    let p99_all = quantile(&all, 0.99);
+    println!(
+        "all steps: p99 {:.1} ms -> goal p99 < 200 ms {}",
+        ms(p99_all),
+        if p99_all < 200_000_000 { "met" } else { "NOT met" }
+    );
+
+    let wait_p50 = quantile(&waits, 0.5);
+    let asr_p50 = quantile(&asr_times, 0.5);
+    println!(
+        "end of turn -> final transcript: waited p50 {:.1} ms, max {:.1} ms (baseline, transcribing at the end of the turn: {:.1} ms; ratio {:.2}) -> goal <= 150 ms {}",
+        ms(wait_p50),
+        ms(waits.iter().copied().max().unwrap_or(0)),
+        ms(asr_p50),
+        wait_p50 as f64 / asr_p50.max(1) as f64,
+        if waits.iter().all(|w| *w <= 150_000_000) { "met" } else { "NOT met" }
+    );
+
+    // Whisper's real-time factor on the utterance alone.
+    let (_, start, end) = script.spoken[0];
+    let from = (start / 1_000_000 * 16) as usize;
+    let to = (end / 1_000_000 * 16) as usize;
+    let audio = &script.audio[from..to];
+    let asr_dir = package.file("asr-encoder").unwrap().parent().unwrap();
+    for window in [30.0, 10.0] {
+        let mut whisper = whisper_backend(asr_dir, window).expect("whisper");
+        let _ = whisper.transcribe(audio);
+        let mut times: Vec<u64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let text = whisper.transcribe(audio).expect("transcribe");
+                assert!(!text.is_empty());
+                t.elapsed().as_nanos() as u64
+            })
+            .collect();
+        times.sort_unstable();
+        let median = Duration::from_nanos(times[2]);
+        println!(
+            "Whisper tiny.en, {window:.0} s window, {utterance_seconds:.2} s utterance: {:.1} ms, real-time factor {:.3}",
+            median.as_secs_f64() * 1e3,
+            median.as_secs_f64() / utterance_seconds
+        );
+    }
+}
