@@ -21,11 +21,11 @@ fn wer(reference: &str, hypothesis: &str) -> f64 {
 
 #[test]
 fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
+    const SENTENCE: &str = "My favorite thing about the summer is the long warm evenings.";
+    const PREFIX: &str = "My favorite thing about the summer is";
     let script = Script::default()
         .silence(600)
-        .say("I would like to order a")
-        .silence(600)
-        .say("large pizza with mushrooms and olives.")
+        .piper_with_pause(SENTENCE, PREFIX, 600)
         .silence(1600)
         .whole_turns();
     let (_, _, pause_start) = script.spoken[0].clone();
@@ -34,19 +34,20 @@ fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
         &element(&[("filler-ms", "0")]),
         packets(&[("audio", &script.audio)], &[]),
     );
-    for m in &run.messages {
-        eprintln!("{m}");
-    }
     let ends = turn_ends(&run);
     assert_eq!(ends.len(), 1, "exactly one end of turn: {ends:?}");
     assert!(
-        ends[0] > sentence_end && ends[0] <= sentence_end + 1_000 * MS,
-        "the turn ends within 1 s after the sentence ({} ms), at {} ms",
+        ends[0] > sentence_end && ends[0] <= sentence_end + 600 * MS,
+        "the turn ends within 600 ms after the sentence ({} ms), at {} ms",
         sentence_end / MS,
         ends[0] / MS
     );
+    let reason = run.messages(messages::USER_TURN_ENDED)[0]
+        .get::<String>("reason")
+        .unwrap();
+    assert_eq!(reason, "smart-turn");
     // Smart Turn was asked in the pause and judged it incomplete.
-    let verdicts = run.messages(gst_plugin_interaction_verdict());
+    let verdicts = run.messages(gstinteraction::cascade::TURN_VERDICT);
     let in_pause: Vec<f64> = verdicts
         .iter()
         .filter(|m| running_time(m) > pause_start && running_time(m) < second_start + 200 * MS)
@@ -54,12 +55,45 @@ fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
         .collect();
     assert!(!in_pause.is_empty(), "Smart Turn judged the pause");
     assert!(in_pause.iter().all(|p| *p < 0.5), "pause verdicts {in_pause:?}");
-    // The context package carries the whole sentence.
+    // One context package, with the whole sentence (the cut inside "summer is" can blur a
+    // word: the WER bound on clean Piper speech is the next test's).
     let contexts = run.contexts();
     assert_eq!(contexts.len(), 1);
     let said = &contexts[0].conversation[0].text;
-    let reference = "I would like to order a large pizza with mushrooms and olives.";
-    assert!(wer(reference, said) <= 0.25, "transcript {said:?}");
+    assert!(wer(SENTENCE, said) <= 0.25, "transcript {said:?}");
+}
+
+#[test]
+fn transcripts_of_piper_speech_have_a_low_word_error_rate() {
+    const TURNS: [&str; 3] = [
+        "Hello there, could you help me plan a trip to the mountains?",
+        "I would like to leave early on Saturday morning and come back on Sunday evening.",
+        "Please remind me to pack warm clothes and a good pair of boots.",
+    ];
+    let mut script = Script::default().silence(500);
+    for turn in TURNS {
+        script = script.piper(turn).silence(1500);
+    }
+    let script = script.whole_turns();
+    let run = run_element(
+        &element(&[("filler-ms", "0")]),
+        packets(&[("audio", &script.audio)], &[]),
+    );
+    let captions = run.captions();
+    assert_eq!(captions.len(), TURNS.len(), "{captions:?}");
+    let mut errors = 0;
+    let mut words = 0;
+    for ((pts, caption), (turn, (_, start, _))) in
+        captions.iter().zip(TURNS.iter().zip(&script.spoken))
+    {
+        let text = caption.strip_prefix("user: ").expect("a user caption");
+        let counted = interaction_asr::word_errors(turn, text);
+        errors += counted.edits();
+        words += turn.split_whitespace().count();
+        assert!(pts.abs_diff(*start) <= 200 * MS, "caption time {pts} vs {start}");
+    }
+    let rate = errors as f64 / words as f64;
+    assert!(rate <= 0.10, "WER {rate:.3} over {words} words: {captions:?}");
 }
 
 #[test]
@@ -239,6 +273,3 @@ fn extra_participants_get_their_own_transcripts() {
     assert!(captions[1].0.abs_diff(guest_start) <= 200 * MS);
 }
 
-fn gst_plugin_interaction_verdict() -> &'static str {
-    gstinteraction::cascade::TURN_VERDICT
-}

@@ -64,6 +64,54 @@ pub fn espeak(text: &str) -> Vec<f32> {
     trim(read_16k(&wav))
 }
 
+/// `text` spoken by the Piper voice (tests/tools/piper_say.py, the venv's onnxruntime, phonemes
+/// from the espeak-ng program), as 16 kHz mono f32. With `pause = Some((prefix, ms))` a silence
+/// is put inside the sentence after `prefix`; the cut's offset (ns) is returned too.
+pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) {
+    let dir = scratch_dir("piper");
+    let mut name: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(60)
+        .collect();
+    if let Some((prefix, ms)) = pause {
+        name.push_str(&format!("-pause{}-{ms}", prefix.split_whitespace().count()));
+    }
+    let raw = dir.join(format!("{name}.piper.wav"));
+    let wav = dir.join(format!("{name}.wav"));
+    let cut_file = dir.join(format!("{name}.cut"));
+    if !wav.is_file() {
+        let python = std::env::var("PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| interaction_runtime::cache_root().join("venv/bin/python"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/piper_say.py");
+        let mut command = Command::new(&python);
+        command.arg(&script).arg(&raw).arg(text);
+        if let Some((prefix, ms)) = pause {
+            command.arg(prefix).arg(ms.to_string());
+        }
+        let output = command.output().unwrap_or_else(|e| {
+            panic!("could not run {python:?} (scripts/setup.sh makes the venv): {e}")
+        });
+        assert!(
+            output.status.success(),
+            "piper_say.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(&cut_file, &output.stdout).unwrap();
+        run_command(Command::new("sox")
+            .arg(&raw)
+            .args(["-r", "16000", "-c", "1", "-b", "16"])
+            .arg(&wav));
+    }
+    let cut = std::fs::read_to_string(&cut_file)
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("cut=").map(str::to_owned))
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(|seconds| (seconds * 1e9) as u64);
+    (read_16k(&wav), cut)
+}
+
 /// The samples of a WAV as 16 kHz mono f32.
 pub fn read_16k(wav: &Path) -> Vec<f32> {
     let output = Command::new("sox")
@@ -108,6 +156,32 @@ impl Script {
         self.audio.extend(espeak(text));
         let end = self.now();
         self.spoken.push((text.to_owned(), start, end));
+        self
+    }
+
+    /// `text` in the Piper voice.
+    pub fn piper(mut self, text: &str) -> Self {
+        let start = self.now();
+        self.audio.extend(piper(text, None).0);
+        let end = self.now();
+        self.spoken.push((text.to_owned(), start, end));
+        self
+    }
+
+    /// `text` in the Piper voice with a pause of `ms` inside it after `prefix`: two spoken
+    /// parts (before and after the pause).
+    pub fn piper_with_pause(mut self, text: &str, prefix: &str, ms: u64) -> Self {
+        let start = self.now();
+        let (audio, cut) = piper(text, Some((prefix, ms)));
+        let cut = cut.expect("the cut time");
+        self.audio.extend(audio);
+        let end = self.now();
+        self.spoken.push((prefix.to_owned(), start, start + cut));
+        self.spoken.push((
+            text[prefix.len()..].trim().to_owned(),
+            start + cut + ms * MS,
+            end,
+        ));
         self
     }
 
