@@ -21,8 +21,8 @@ fn wer(reference: &str, hypothesis: &str) -> f64 {
 
 #[test]
 fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
-    const SENTENCE: &str = "My favorite thing about the summer is the long warm evenings.";
-    const PREFIX: &str = "My favorite thing about the summer is";
+    const SENTENCE: &str = "My favourite thing about the summer is the long warm evenings.";
+    const PREFIX: &str = "My favourite thing about the summer is";
     let script = Script::default()
         .silence(600)
         .piper_with_pause(SENTENCE, PREFIX, 600)
@@ -55,12 +55,15 @@ fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
         .collect();
     assert!(!in_pause.is_empty(), "Smart Turn judged the pause");
     assert!(in_pause.iter().all(|p| *p < 0.5), "pause verdicts {in_pause:?}");
-    // One context package, with the whole sentence (the cut inside "summer is" can blur a
-    // word: the WER bound on clean Piper speech is the next test's).
+    // One context package, with the whole sentence (Whisper writes the US "favorite", and the
+    // cut near "summer is" can blur a word: the WER bound on clean Piper speech is the next
+    // test's). Smart Turn is sensitive to the exact audio: this sentence and cut were chosen
+    // because the model judges the complete sentence complete (0.87) and the pause not (0.11).
     let contexts = run.contexts();
     assert_eq!(contexts.len(), 1);
     let said = &contexts[0].conversation[0].text;
-    assert!(wer(SENTENCE, said) <= 0.25, "transcript {said:?}");
+    let reference = SENTENCE.replace("favourite", "favorite");
+    assert!(wer(&reference, said) <= 0.25, "transcript {said:?}");
 }
 
 #[test]
