@@ -34,8 +34,7 @@ fn ms(ns: u64) -> f64 {
 
 fn main() {
     init();
-    let package_dir =
-        gstinteraction::package::default_package_dir().expect("the default package");
+    let package_dir = gstinteraction::package::default_package_dir().expect("the default package");
     let package = gstinteraction::package::load(&package_dir).expect("a valid default package");
     let provider = Provider {
         name: CPU_PROVIDER,
@@ -95,7 +94,10 @@ fn main() {
         }
     }
 
-    println!("interactionmodel cascade benchmark ({} micro-turns of 200 ms, {ROUNDS} turns of a {utterance_seconds:.2} s utterance)", packets.len());
+    println!(
+        "interactionmodel cascade benchmark ({} micro-turns of 200 ms, {ROUNDS} turns of a {utterance_seconds:.2} s utterance)",
+        packets.len()
+    );
     println!("| phase | steps | p50 ms | p99 ms | max ms | p99 / 200 ms budget |");
     println!("|---|---|---|---|---|---|");
     let mut all = Vec::new();
@@ -119,7 +121,11 @@ fn main() {
     println!(
         "all steps: p99 {:.1} ms -> goal p99 < 200 ms {}",
         ms(p99_all),
-        if p99_all < 200_000_000 { "met" } else { "NOT met" }
+        if p99_all < 200_000_000 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 
     let wait_p50 = quantile(&waits, 0.5);
@@ -130,7 +136,11 @@ fn main() {
         ms(waits.iter().copied().max().unwrap_or(0)),
         ms(asr_p50),
         wait_p50 as f64 / asr_p50.max(1) as f64,
-        if waits.iter().all(|w| *w <= 150_000_000) { "met" } else { "NOT met" }
+        if waits.iter().all(|w| *w <= 150_000_000) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 
     // Whisper's real-time factor on the utterance alone.

@@ -137,7 +137,10 @@ impl Cascade {
         if let Some(i) = self.tracks.iter().position(|t| t.name == name) {
             return Ok(i);
         }
-        let capacity = (self.config.asr_window_seconds.max(self.config.turn_window_seconds)
+        let capacity = (self
+            .config
+            .asr_window_seconds
+            .max(self.config.turn_window_seconds)
             * f64::from(rate)) as usize
             + rate as usize;
         let mut ring = AudioRing::new(capacity, rate);
@@ -265,7 +268,10 @@ impl Cascade {
                 name: TRANSCRIPT_READY,
                 at: now,
                 fields: vec![
-                    ("decided-at", crate::conversation::Field::U64(turn.decided_at)),
+                    (
+                        "decided-at",
+                        crate::conversation::Field::U64(turn.decided_at),
+                    ),
                     (
                         "latency",
                         crate::conversation::Field::U64(

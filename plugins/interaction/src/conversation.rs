@@ -48,7 +48,11 @@ pub enum Action {
     /// A caption on `transcript`.
     Caption(Caption),
     /// A context package on `reasoning`.
-    Context { request_id: u64, json: String, at: u64 },
+    Context {
+        request_id: u64,
+        json: String,
+        at: u64,
+    },
     /// An element message on the bus.
     Message {
         name: &'static str,
@@ -240,7 +244,9 @@ impl Conversation {
             return;
         };
         u.progress_seen = true;
-        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX).min(u.text.len());
+        let bytes = usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .min(u.text.len());
         u.heard_bytes = u.heard_bytes.max(bytes);
         if matches!(
             reason,
@@ -509,27 +515,27 @@ impl Conversation {
                 detail: (reason == TriggerReason::Other).then(|| trigger.to_owned()),
             },
         );
-        package.conversation = self
-            .record
-            .iter()
-            .map(|e| Turn {
-                speaker: e.speaker.clone(),
-                role: if e.speaker == "agent" {
-                    Role::Agent
-                } else {
-                    Role::User
-                },
-                start_ns: e.start,
-                end_ns: Some(e.end),
-                text: e.text.clone(),
-                truncation: e.planned.as_ref().filter(|_| e.truncated).map(|planned| {
-                    Truncation {
-                        planned: planned.clone(),
-                        heard_chars: e.text.chars().count(),
-                    }
-                }),
-            })
-            .collect();
+        package.conversation =
+            self.record
+                .iter()
+                .map(|e| Turn {
+                    speaker: e.speaker.clone(),
+                    role: if e.speaker == "agent" {
+                        Role::Agent
+                    } else {
+                        Role::User
+                    },
+                    start_ns: e.start,
+                    end_ns: Some(e.end),
+                    text: e.text.clone(),
+                    truncation: e.planned.as_ref().filter(|_| e.truncated).map(|planned| {
+                        Truncation {
+                            planned: planned.clone(),
+                            heard_chars: e.text.chars().count(),
+                        }
+                    }),
+                })
+                .collect();
         String::from_utf8(package.to_bytes()).unwrap_or_default()
     }
 
@@ -633,7 +639,9 @@ impl Conversation {
         let filler_due = self.config.filler_after > 0
             && self.current.is_none()
             && self.request.as_ref().is_some_and(|r| {
-                !r.answered && !r.filler_done && now.saturating_sub(r.at) >= self.config.filler_after
+                !r.answered
+                    && !r.filler_done
+                    && now.saturating_sub(r.at) >= self.config.filler_after
             });
         if filler_due {
             if let Some(r) = self.request.as_mut() {
@@ -721,28 +729,40 @@ mod tests {
     fn results_wait_for_the_user_and_progress_truncates_the_record() {
         let mut c = Conversation::new(ConversationConfig::default());
         let mut out = Vec::new();
-        c.user_turn_ended(vec![caption("hi", 0, MS)], "silence", MS, None, MS, &mut out);
+        c.user_turn_ended(
+            vec![caption("hi", 0, MS)],
+            "silence",
+            MS,
+            None,
+            MS,
+            &mut out,
+        );
         out.clear();
         c.on_text(&[result("Hello there. ", 1, false)], 2 * MS, &mut out);
         c.tick(2 * MS, true, &mut out);
         assert!(out.is_empty(), "the user is speaking: nothing is said");
         c.tick(3 * MS, false, &mut out);
-        assert!(matches!(&out[0], Action::Speak { utterance_id: 1, text, .. } if text == "Hello there. "));
+        assert!(
+            matches!(&out[0], Action::Speak { utterance_id: 1, text, .. } if text == "Hello there. ")
+        );
         assert!(c.agent_speaking(3 * MS));
         out.clear();
         c.on_text(&[result("How are you?", 1, true)], 4 * MS, &mut out);
         c.tick(4 * MS, false, &mut out);
-        assert!(matches!(&out[0], Action::SpeakMore { utterance_id: 1, .. }));
+        assert!(matches!(
+            &out[0],
+            Action::SpeakMore {
+                utterance_id: 1,
+                ..
+            }
+        ));
         // The synthesizer played 6 bytes ("Hello ") and was interrupted.
         c.on_progress(1, 6, 500 * MS, ProgressReason::Interrupted);
         assert!(!c.agent_speaking(600 * MS));
         let last = c.record().last().unwrap().clone();
         assert_eq!(last.text, "Hello");
         assert!(last.truncated);
-        assert_eq!(
-            last.planned.as_deref(),
-            Some("Hello there. How are you?")
-        );
+        assert_eq!(last.planned.as_deref(), Some("Hello there. How are you?"));
         let mut next = Vec::new();
         c.begin(700 * MS, &mut next);
         assert!(matches!(&next[0], Action::Caption(cap) if cap.text == "Hello" && cap.truncated));
@@ -756,11 +776,21 @@ mod tests {
         });
         let mut out = Vec::new();
         c.request_reasoning("test", 0, &mut out);
-        c.on_text(&[result("abcdefghijklmnopqrstuvwxyz", 1, true)], 0, &mut out);
+        c.on_text(
+            &[result("abcdefghijklmnopqrstuvwxyz", 1, true)],
+            0,
+            &mut out,
+        );
         c.tick(0, false, &mut out);
         out.clear();
         c.barge_in(900 * MS, "user", 1000 * MS, &mut out);
-        assert!(out.iter().any(|a| matches!(a, Action::Yield { utterance_id: Some(1), .. })));
+        assert!(out.iter().any(|a| matches!(
+            a,
+            Action::Yield {
+                utterance_id: Some(1),
+                ..
+            }
+        )));
         let last = c.record().last().unwrap();
         assert_eq!(last.text, "abcdefghij", "10 chars/s for 1 s");
         assert!(!c.agent_speaking(1000 * MS));
@@ -794,7 +824,10 @@ mod tests {
         assert!(matches!(&out[0], Action::Speak { text, .. } if text == "One moment."));
         out.clear();
         c.tick(5000 * MS, false, &mut out);
-        assert!(out.iter().all(|a| !matches!(a, Action::Speak { .. })), "one filler only");
+        assert!(
+            out.iter().all(|a| !matches!(a, Action::Speak { .. })),
+            "one filler only"
+        );
     }
 
     #[test]
@@ -850,7 +883,9 @@ mod tests {
         c.begin(u64::MAX / 2, &mut out);
         out.clear();
         c.tick(u64::MAX / 2, false, &mut out);
-        assert!(matches!(&out[0], Action::Speak { text, .. } if text == "I cannot reach my reasoning right now."));
+        assert!(
+            matches!(&out[0], Action::Speak { text, .. } if text == "I cannot reach my reasoning right now.")
+        );
     }
 
     #[test]
@@ -861,7 +896,11 @@ mod tests {
         c.request_reasoning("b", 0, &mut out);
         out.clear();
         c.on_text(&[result("old", 1, true)], 0, &mut out);
-        c.on_text(&[result("It is ", 2, false), result("It is noon.", 2, true)], 0, &mut out);
+        c.on_text(
+            &[result("It is ", 2, false), result("It is noon.", 2, true)],
+            0,
+            &mut out,
+        );
         c.tick(0, false, &mut out);
         let spoken: Vec<&str> = out
             .iter()

@@ -73,9 +73,11 @@ pub fn choose(device: Device, allow_fallback: bool) -> Result<Provider, String> 
     let attempt = (|| -> Result<(), String> {
         let available = ort::ep::CUDA::is_available().map_err(|e| e.to_string())?;
         if !available {
-            return Err("the ONNX Runtime library has no CUDA execution provider (it is a CPU \
+            return Err(
+                "the ONNX Runtime library has no CUDA execution provider (it is a CPU \
                         build; set ORT_DYLIB_PATH to the onnxruntime-gpu library)"
-                .into());
+                    .into(),
+            );
         }
         let mut builder = Session::builder(environment).map_err(|e| e.to_string())?;
         ort::ep::CUDA::default()

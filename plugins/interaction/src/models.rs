@@ -57,7 +57,12 @@ impl VadState {
 impl SileroVad {
     pub fn open(path: &Path, provider: &Provider, frame_len: usize) -> Result<Self, String> {
         let session = open_session(path, provider, 1)?;
-        require_io(&session, path, &["input", "state", "sr"], &["output", "stateN"])?;
+        require_io(
+            &session,
+            path,
+            &["input", "state", "sr"],
+            &["output", "stateN"],
+        )?;
         let err = |e: ort::Error| format!("Silero VAD {}: {e}", path.display());
         let mut vad = SileroVad {
             session,

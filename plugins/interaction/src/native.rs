@@ -117,7 +117,11 @@ fn metadata(session: &Session, path: &Path) -> Result<NativeFrontEnd, String> {
 
 impl Native {
     /// Opens the model, checks the contract and binds the state.
-    pub fn open(path: &Path, provider: &Provider, package_labels: &[String]) -> Result<Self, String> {
+    pub fn open(
+        path: &Path,
+        provider: &Provider,
+        package_labels: &[String],
+    ) -> Result<Self, String> {
         let session = open_session(path, provider, 1)?;
         let frontend = metadata(&session, path)?;
         if frontend.action_labels != package_labels {
@@ -183,8 +187,8 @@ impl Native {
             ));
         }
         let labels = frontend.action_labels.len();
-        let actions = Tensor::<f32>::new(allocator, [1usize, labels])
-            .map_err(|e| format!("actions: {e}"))?;
+        let actions =
+            Tensor::<f32>::new(allocator, [1usize, labels]).map_err(|e| format!("actions: {e}"))?;
         let dmel = kernels::DmelStream::new(frontend.dmel.clone()).map_err(|e| e.to_string())?;
         let patchify = kernels::Patchify::new(
             frontend.patch,
@@ -198,7 +202,10 @@ impl Native {
         let label_index = [
             frontend.action_labels.iter().position(|l| l == "listen"),
             frontend.action_labels.iter().position(|l| l == "speak"),
-            frontend.action_labels.iter().position(|l| l == "backchannel"),
+            frontend
+                .action_labels
+                .iter()
+                .position(|l| l == "backchannel"),
             frontend.action_labels.iter().position(|l| l == "yield"),
         ];
         let mut native = Native {
@@ -241,10 +248,10 @@ impl Native {
     /// before each step: ONNX Runtime reuses a device-bound output's buffer otherwise.
     fn bind_dynamic_outputs(&mut self) -> Result<(), String> {
         let memory = self.session.allocator().memory_info().to_owned();
-        for (present, name) in self
-            .outputs_optional
-            .into_iter()
-            .zip(["text_bytes", "reasoning", "user_activity"])
+        for (present, name) in
+            self.outputs_optional
+                .into_iter()
+                .zip(["text_bytes", "reasoning", "user_activity"])
         {
             if present {
                 self.binding
@@ -295,20 +302,23 @@ impl Native {
         let err = |e: ort::Error| format!("native step: {e}");
         let n_mels = self.frontend.dmel.n_mels;
         let per_patch = self.frontend.patch * self.frontend.patch * 3;
-        let dmel = Tensor::<u8>::from_array(([1usize, levels.len() / n_mels, n_mels], levels.to_vec()))
-            .map_err(err)?;
+        let dmel =
+            Tensor::<u8>::from_array(([1usize, levels.len() / n_mels, n_mels], levels.to_vec()))
+                .map_err(err)?;
         let patches = Tensor::<f32>::from_array((
             [1usize, patches.len() / per_patch, per_patch],
             patches.to_vec(),
         ))
         .map_err(err)?;
-        let bytes = Tensor::<i64>::from_array(([1usize, bytes.len()], bytes.to_vec())).map_err(err)?;
+        let bytes =
+            Tensor::<i64>::from_array(([1usize, bytes.len()], bytes.to_vec())).map_err(err)?;
         self.binding.bind_input("dmel", &dmel).map_err(err)?;
         self.binding.bind_input("patches", &patches).map_err(err)?;
         self.binding.bind_input("bytes", &bytes).map_err(err)?;
         self.bind_dynamic_outputs()?;
         if self.has_context {
-            let context = Tensor::<f32>::from_array(([1usize, 2], context.to_vec())).map_err(err)?;
+            let context =
+                Tensor::<f32>::from_array(([1usize, 2], context.to_vec())).map_err(err)?;
             self.binding.bind_input("context", &context).map_err(err)?;
         }
         let (text, reasoning, activity) = {
@@ -411,7 +421,11 @@ impl Engine for Native {
         let agent = conversation.agent_speaking(header.start);
         let context = [
             if agent { 1.0 } else { 0.0 },
-            if conversation.awaiting_result() { 1.0 } else { 0.0 },
+            if conversation.awaiting_result() {
+                1.0
+            } else {
+                0.0
+            },
         ];
         let levels = std::mem::take(&mut self.levels);
         let patches = std::mem::take(&mut self.patches);

@@ -67,7 +67,9 @@ pub const NATIVE_ROLES: [(&str, &str); 1] = [("model", "the native interaction m
 pub enum PackageError {
     #[error("model package {dir}: no {MANIFEST_FILE} there ({detail})")]
     NoManifest { dir: PathBuf, detail: String },
-    #[error("model package {dir}: {MANIFEST_FILE} is not valid TOML or has a wrong field: {detail}")]
+    #[error(
+        "model package {dir}: {MANIFEST_FILE} is not valid TOML or has a wrong field: {detail}"
+    )]
     Syntax { dir: PathBuf, detail: String },
     #[error("model package {dir}: the manifest lacks {what}")]
     Missing { dir: PathBuf, what: String },
@@ -362,7 +364,9 @@ pub fn load(dir: &Path) -> Result<Package, PackageError> {
         .ok_or_else(|| missing("actions.labels"))?;
     for label in REQUIRED_ACTIONS {
         if !action_labels.iter().any(|l| l == label) {
-            return Err(missing(&format!("the action label \"{label}\" in actions.labels")));
+            return Err(missing(&format!(
+                "the action label \"{label}\" in actions.labels"
+            )));
         }
     }
 

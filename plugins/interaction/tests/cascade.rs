@@ -54,7 +54,10 @@ fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
         .map(|m| m.get::<f64>("probability").unwrap())
         .collect();
     assert!(!in_pause.is_empty(), "Smart Turn judged the pause");
-    assert!(in_pause.iter().all(|p| *p < 0.5), "pause verdicts {in_pause:?}");
+    assert!(
+        in_pause.iter().all(|p| *p < 0.5),
+        "pause verdicts {in_pause:?}"
+    );
     // One context package, with the whole sentence (Whisper writes the US "favorite", and the
     // cut near "summer is" can blur a word: the WER bound on clean Piper speech is the next
     // test's). Smart Turn is sensitive to the exact audio: this sentence and cut were chosen
@@ -93,10 +96,16 @@ fn transcripts_of_piper_speech_have_a_low_word_error_rate() {
         let counted = interaction_asr::word_errors(turn, text);
         errors += counted.edits();
         words += turn.split_whitespace().count();
-        assert!(pts.abs_diff(*start) <= 200 * MS, "caption time {pts} vs {start}");
+        assert!(
+            pts.abs_diff(*start) <= 200 * MS,
+            "caption time {pts} vs {start}"
+        );
     }
     let rate = errors as f64 / words as f64;
-    assert!(rate <= 0.10, "WER {rate:.3} over {words} words: {captions:?}");
+    assert!(
+        rate <= 0.10,
+        "WER {rate:.3} over {words} words: {captions:?}"
+    );
 }
 
 #[test]
@@ -207,7 +216,11 @@ fn barge_in_yields_within_one_micro_turn_of_sustained_speech() {
 #[test]
 fn a_back_channel_does_not_yield() {
     let (run, _, (start, end)) = answer_then("uh huh");
-    assert!(end - start < 400 * MS, "the back-channel lasts {} ms", (end - start) / MS);
+    assert!(
+        end - start < 400 * MS,
+        "the back-channel lasts {} ms",
+        (end - start) / MS
+    );
     assert!(run.speech.iter().any(|o| matches!(o, Out::Speak(1))));
     assert!(
         !run.speech.iter().any(|o| matches!(o, Out::Yield(_))),
@@ -215,7 +228,11 @@ fn a_back_channel_does_not_yield() {
         run.speech
     );
     assert!(run.messages(messages::BARGE_IN).is_empty());
-    assert_eq!(run.contexts().len(), 1, "the back-channel is not a user turn");
+    assert_eq!(
+        run.contexts().len(),
+        1,
+        "the back-channel is not a user turn"
+    );
 }
 
 #[test]
@@ -234,7 +251,10 @@ fn eos_right_after_speech_still_gives_transcript_and_end_of_turn() {
     let captions = run.captions();
     assert_eq!(captions.len(), 1, "{captions:?}");
     assert!(captions[0].1.starts_with("user: "));
-    assert!(wer(REQUEST, &captions[0].1["user: ".len()..]) <= 0.25, "{captions:?}");
+    assert!(
+        wer(REQUEST, &captions[0].1["user: ".len()..]) <= 0.25,
+        "{captions:?}"
+    );
     // The drained outputs come before EOS on every pad.
     for pad in [&run.transcript, &run.reasoning] {
         assert_eq!(pad.last(), Some(&Out::Eos));
@@ -245,7 +265,11 @@ fn eos_right_after_speech_still_gives_transcript_and_end_of_turn() {
     let turns = script.audio.len().div_ceil(TURN_SAMPLES) as u64;
     let stats = run.messages(messages::TURN_STATS);
     assert_eq!(stats.len() as u64, turns);
-    assert!(stats.iter().any(|s| s.get::<f64>("speech-probability").unwrap() > 0.5));
+    assert!(
+        stats
+            .iter()
+            .any(|s| s.get::<f64>("speech-probability").unwrap() > 0.5)
+    );
     let latency = run.step_latency.expect("step-latency");
     assert_eq!(latency.get::<u64>("count").unwrap(), turns);
     assert!(latency.get::<u64>("p50").unwrap() > 0);
@@ -270,9 +294,13 @@ fn extra_participants_get_their_own_transcripts() {
     assert_eq!(captions.len(), 2, "{captions:?}");
     assert!(captions[0].1.starts_with("user: "), "{captions:?}");
     assert!(captions[1].1.starts_with("audio_1: "), "{captions:?}");
-    assert!(wer("hello nice to meet you", &captions[1].1["audio_1: ".len()..]) <= 0.25);
+    assert!(
+        wer(
+            "hello nice to meet you",
+            &captions[1].1["audio_1: ".len()..]
+        ) <= 0.25
+    );
     // Caption times are the speech's running times.
     let (_, guest_start, _) = guest.spoken[0];
     assert!(captions[1].0.abs_diff(guest_start) <= 200 * MS);
 }
-

@@ -34,7 +34,11 @@ fn open() -> Native {
 #[test]
 fn state_persists_across_steps_and_a_flush_resets_it() {
     let mut native = open();
-    assert_eq!(native.frontend().dmel.hop, 200, "front end from the ONNX metadata");
+    assert_eq!(
+        native.frontend().dmel.hop,
+        200,
+        "front end from the ONNX metadata"
+    );
     assert_eq!(native.frontend().patch, 40);
     let voiced = vec![8u8; 16 * 80];
     let patches = vec![0.25f32; 2 * 40 * 40 * 3];
@@ -46,7 +50,10 @@ fn state_persists_across_steps_and_a_flush_resets_it() {
     native.run(&voiced, &patches, &bytes, [0.0, 0.0]).unwrap();
     // [speech run, silence run, had speech, steps]
     assert_eq!(native.state("turn").unwrap(), vec![3.0, 0.0, 1.0, 3.0]);
-    assert_ne!(h1, h2, "the recurrent state carries over: same input, new state");
+    assert_ne!(
+        h1, h2,
+        "the recurrent state carries over: same input, new state"
+    );
     assert!(h1.iter().any(|v| *v != 0.0));
     assert_eq!(first.0, second.0, "the rule-based scores are the same");
     assert_eq!(first.1, b"hi", "text bytes come back");
@@ -108,7 +115,10 @@ fn native_outputs_drive_the_same_decisions_and_events_as_the_cascade() {
     let contexts = run.contexts();
     assert!(!contexts.is_empty());
     assert_eq!(contexts[0].request_id, 1);
-    assert_eq!(run.messages(messages::REASONING_REQUESTED).len(), contexts.len());
+    assert_eq!(
+        run.messages(messages::REASONING_REQUESTED).len(),
+        contexts.len()
+    );
     // The result is spoken with a speak event, then the user's interruption yields it.
     let speak = run
         .speech

@@ -24,8 +24,7 @@ fn package(name: &str, manifest: &str, files: &[(&str, &[u8])]) -> PathBuf {
 }
 
 fn error_with_package(dir: &std::path::Path) -> String {
-    start_error(&element(&[("model", dir.to_str().unwrap())]))
-        .expect("the start must fail")
+    start_error(&element(&[("model", dir.to_str().unwrap())])).expect("the start must fail")
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -44,7 +43,9 @@ fn the_default_package_starts_without_any_property() {
     pipeline.add(&element).unwrap();
     pipeline.set_state(gst::State::Paused).unwrap();
     assert_eq!(
-        element.property::<Option<String>>("execution-provider").as_deref(),
+        element
+            .property::<Option<String>>("execution-provider")
+            .as_deref(),
         Some("CPUExecutionProvider")
     );
     pipeline.set_state(gst::State::Null).unwrap();
@@ -147,7 +148,9 @@ fn cuda_without_a_gpu_fails_clearly_unless_fallback_is_allowed() {
     let pipeline = gst::Pipeline::new();
     pipeline.add(&element).unwrap();
     let bus = pipeline.bus().unwrap();
-    pipeline.set_state(gst::State::Paused).expect("starts on the CPU");
+    pipeline
+        .set_state(gst::State::Paused)
+        .expect("starts on the CPU");
     let provider = element
         .property::<Option<String>>("execution-provider")
         .unwrap();
@@ -209,7 +212,10 @@ fn properties_round_trip() {
         gstinteraction::interactionmodel::TurnDetectionMode::Silence
     );
     // Read-only before any start.
-    assert_eq!(element.property::<Option<String>>("execution-provider"), None);
+    assert_eq!(
+        element.property::<Option<String>>("execution-provider"),
+        None
+    );
     let latency = element.property::<gst::Structure>("step-latency");
     assert_eq!(latency.get::<u64>("count").unwrap(), 0);
 }

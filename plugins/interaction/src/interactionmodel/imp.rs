@@ -168,7 +168,9 @@ pub struct InteractionModel {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl InteractionModel {
@@ -219,8 +221,7 @@ impl InteractionModel {
             package.dir.display(),
             started.elapsed().as_secs_f64() * 1e3
         );
-        let mut structure =
-            events::message_structure(EXECUTION_PROVIDER, gst::ClockTime::ZERO);
+        let mut structure = events::message_structure(EXECUTION_PROVIDER, gst::ClockTime::ZERO);
         structure.set("provider", provider.name);
         structure.set("device", settings.device.as_str());
         structure.set("kind", package.kind.as_str());
@@ -238,9 +239,11 @@ impl InteractionModel {
             };
         }
         *lock(&self.latency) = LatencyStats::default();
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(structure).src(&*self.obj()).build());
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(structure)
+                .src(&*self.obj())
+                .build(),
+        );
         Ok(())
     }
 
@@ -375,7 +378,8 @@ impl InteractionModel {
                     at,
                 } => {
                     gst::debug!(CAT, imp = self, "speak {utterance_id}: {text}");
-                    self.speech_pad.push_event(Speak { utterance_id }.to_event());
+                    self.speech_pad
+                        .push_event(Speak { utterance_id }.to_event());
                     combine(self.push_text(&self.speech_pad, &text, at, None))?;
                 }
                 Action::SpeakMore { text, at, .. } => {
@@ -392,8 +396,7 @@ impl InteractionModel {
                     );
                 }
                 Action::Backchannel { text, .. } => {
-                    self.speech_pad
-                        .push_event(Backchannel { text }.to_event());
+                    self.speech_pad.push_event(Backchannel { text }.to_event());
                 }
                 Action::Caption(caption) => {
                     let mut line = format!("{}: {}", caption.speaker, caption.text);
@@ -412,23 +415,21 @@ impl InteractionModel {
                     request_id,
                     json,
                     at,
-                } => {
-                    match self.push_text(&self.reasoning_pad, &json, at, None) {
-                        Err(gst::FlowError::NotLinked) => {
-                            gst::debug!(
-                                CAT,
-                                imp = self,
-                                "reasoning pad not linked: request {request_id} goes nowhere"
-                            );
-                            lock(&self.state)
-                                .conversation
-                                .request_undeliverable(request_id);
-                        }
-                        other => {
-                            combine(other)?;
-                        }
+                } => match self.push_text(&self.reasoning_pad, &json, at, None) {
+                    Err(gst::FlowError::NotLinked) => {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "reasoning pad not linked: request {request_id} goes nowhere"
+                        );
+                        lock(&self.state)
+                            .conversation
+                            .request_undeliverable(request_id);
                     }
-                }
+                    other => {
+                        combine(other)?;
+                    }
+                },
                 Action::Message { name, at, fields } => {
                     let mut structure =
                         events::message_structure(name, gst::ClockTime::from_nseconds(at));
@@ -511,7 +512,8 @@ impl InteractionModel {
                 let context = gst::Caps::builder(CONTEXT_CAPS_NAME).build();
                 self.speech_pad.push_event(gst::event::Caps::new(&text));
                 self.transcript_pad.push_event(gst::event::Caps::new(&text));
-                self.reasoning_pad.push_event(gst::event::Caps::new(&context));
+                self.reasoning_pad
+                    .push_event(gst::event::Caps::new(&context));
                 true
             }
             EventView::Segment(segment) => {
@@ -877,8 +879,7 @@ impl ObjectImpl for InteractionModel {
                     string(value).unwrap_or_else(|| DEFAULT_BACKCHANNEL_TEXT.into());
             }
             "backchannel-after-ms" => {
-                settings.backchannel_after_ms =
-                    value.get().unwrap_or(DEFAULT_BACKCHANNEL_AFTER_MS);
+                settings.backchannel_after_ms = value.get().unwrap_or(DEFAULT_BACKCHANNEL_AFTER_MS);
             }
             "filler-ms" => settings.filler_ms = value.get().unwrap_or(DEFAULT_FILLER_MS),
             "filler-text" => {
@@ -974,7 +975,10 @@ impl ElementImpl for InteractionModel {
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let sink = gst::Caps::builder(microturn::CAPS_NAME)
-                .field(microturn::FIELD_VERSION, i32::from(microturn::FORMAT_VERSION))
+                .field(
+                    microturn::FIELD_VERSION,
+                    i32::from(microturn::FORMAT_VERSION),
+                )
                 .build();
             let text = gst::Caps::builder("text/x-raw")
                 .field("format", "utf8")

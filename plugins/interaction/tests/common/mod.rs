@@ -56,10 +56,12 @@ pub fn espeak(text: &str) -> Vec<f32> {
     let wav = dir.join(format!("{name}.wav"));
     if !wav.is_file() {
         run_command(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
-        run_command(Command::new("sox")
-            .arg(&raw)
-            .args(["-r", "16000", "-c", "1", "-b", "16"])
-            .arg(&wav));
+        run_command(
+            Command::new("sox")
+                .arg(&raw)
+                .args(["-r", "16000", "-c", "1", "-b", "16"])
+                .arg(&wav),
+        );
     }
     trim(read_16k(&wav))
 }
@@ -99,10 +101,12 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
             String::from_utf8_lossy(&output.stderr)
         );
         std::fs::write(&cut_file, &output.stdout).unwrap();
-        run_command(Command::new("sox")
-            .arg(&raw)
-            .args(["-r", "16000", "-c", "1", "-b", "16"])
-            .arg(&wav));
+        run_command(
+            Command::new("sox")
+                .arg(&raw)
+                .args(["-r", "16000", "-c", "1", "-b", "16"])
+                .arg(&wav),
+        );
     }
     let cut = std::fs::read_to_string(&cut_file)
         .ok()
@@ -286,7 +290,11 @@ pub fn packets(tracks: &[(&str, &[f32])], items: &[Item]) -> Vec<gst::Buffer> {
 /// What came out of one source pad, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
-    Text { pts: u64, duration: Option<u64>, text: String },
+    Text {
+        pts: u64,
+        duration: Option<u64>,
+        text: String,
+    },
     Speak(u64),
     Yield(Option<u64>),
     Backchannel(String),
