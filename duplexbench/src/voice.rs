@@ -115,7 +115,12 @@ impl UserVoice for EspeakNg {
 
     fn version(&self) -> String {
         self.run(&["--version"], None)
-            .map(|out| String::from_utf8_lossy(&out).trim().to_owned())
+            .map(|out| {
+                // "eSpeak NG text-to-speech: 1.51  Data at: /usr/..." -> without the data path.
+                let text = String::from_utf8_lossy(&out);
+                let text = text.split("  Data at:").next().unwrap_or("");
+                text.trim().to_owned()
+            })
             .unwrap_or_default()
     }
 
