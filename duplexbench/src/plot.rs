@@ -247,7 +247,8 @@ fn histogram_panel(
         .map(|(_, values)| {
             let mut counts = vec![0usize; bins];
             for v in values {
-                counts[((v / bin).floor() as usize).min(bins - 1)] += 1;
+                // The small epsilon keeps 0.8 s in the 0.80 bin when arithmetic gives 0.7999...
+                counts[((v / bin + 1e-9).floor() as usize).min(bins - 1)] += 1;
             }
             counts
         })
@@ -265,6 +266,14 @@ fn histogram_panel(
         .configure_mesh()
         .x_desc(unit)
         .y_desc("count")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-9 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
         .label_style((FONT, 15))
         .draw()
         .map_err(|e| e.to_string())?;

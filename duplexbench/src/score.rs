@@ -586,20 +586,26 @@ pub fn text_table(results: &Results) -> String {
         .map(|c| metric_rows(&c.summary))
         .collect();
     let metric_width = 40;
-    let column_width = 22;
+    let column_width = results
+        .configurations
+        .iter()
+        .map(|c| c.label.len() + 2)
+        .max()
+        .unwrap_or(0)
+        .max(22);
     let _ = write!(out, "{:<metric_width$}", "metric");
     for configuration in &results.configurations {
         let _ = write!(out, "{:>column_width$}", configuration.label);
     }
-    if !results.ratios.is_empty() {
-        let _ = write!(
-            out,
-            "{:>12}",
-            format!(
-                "{}/{}",
-                results.configurations[0].label, results.configurations[1].label
-            )
-        );
+    let ratio_header = match results.configurations.as_slice() {
+        [first, second] if !results.ratios.is_empty() => {
+            format!("{}/{}", first.label, second.label)
+        }
+        _ => String::new(),
+    };
+    let ratio_width = (ratio_header.len() + 2).max(12);
+    if !ratio_header.is_empty() {
+        let _ = write!(out, "{ratio_header:>ratio_width$}");
     }
     out.push('\n');
     let row_count = rows.first().map_or(0, Vec::len);
@@ -615,7 +621,7 @@ pub fn text_table(results: &Results) -> String {
         }
         if let Some(ratio) = results.ratios.get(row) {
             let cell = ratio.value.map_or("-".to_owned(), |v| format!("{v:.2}"));
-            let _ = write!(out, "{cell:>12}");
+            let _ = write!(out, "{cell:>ratio_width$}");
         }
         out.push('\n');
     }
