@@ -7,11 +7,16 @@
 //!    stay at or above `off_db`.
 //! 3. Gaps shorter than `min_silence_ms` (300 ms: word and comma gaps of synthesized speech)
 //!    are bridged; stretches shorter than `min_speech_ms` (60 ms: clicks) are dropped.
-//! 4. Each boundary is refined to the sample: the onset becomes the first sample whose magnitude
-//!    reaches the `off_db` level, searched from one hop before the first speech hop; the offset
-//!    becomes one past the last such sample, searched up to one hop after the last speech hop.
-//!    So boundaries are exact to the sample for a signal that starts or stops abruptly (a
-//!    tone, a faded-out TTS buffer), and never more than one hop from the hop-level answer.
+//! 4. Each boundary is refined to the sample. A sample is *loud* when its magnitude reaches the
+//!    `off_db` level. The onset is the first loud sample from one hop before the first speech
+//!    hop, moved earlier while another loud sample lies less than `edge_gap_ms` (50 ms) before
+//!    it; the offset is one past the last loud sample of the last speech hop, moved later while
+//!    another loud sample lies less than `edge_gap_ms` after it (50 ms spans the closure before
+//!    a final plosive's release, as in "cold"). So a boundary is exact to the sample for a signal
+//!    that starts or stops abruptly (a tone, a cut TTS buffer), and a decaying tail whose hop
+//!    level already fell below `off_db` stays in the speech as long as its peaks reach it. The
+//!    generator trims the user's phrases at the same level, so user and agent boundaries are
+//!    measured alike.
 //!
 //! The levels are absolute (dBFS), because the agent's output is synthesized speech in digital
 //! silence; a recording with a noise floor above -45 dBFS needs higher thresholds.
@@ -26,6 +31,8 @@ pub struct DetectorConfig {
     pub off_db: f64,
     pub min_silence_ms: f64,
     pub min_speech_ms: f64,
+    /// Sample-level refinement follows loud samples less than this far apart (ms).
+    pub edge_gap_ms: f64,
 }
 
 impl Default for DetectorConfig {
@@ -36,6 +43,7 @@ impl Default for DetectorConfig {
             off_db: -45.0,
             min_silence_ms: 300.0,
             min_speech_ms: 60.0,
+            edge_gap_ms: 50.0,
         }
     }
 }
@@ -112,23 +120,37 @@ pub fn detect_speech(samples: &[f32], sample_rate: u32, config: &DetectorConfig)
     let min_speech = samples_of(config.min_speech_ms);
     let threshold = 10f64.powf(config.off_db / 20.0);
     let loud = |s: &f32| f64::from(s.abs()) >= threshold;
+    let edge_gap = (samples_of(config.edge_gap_ms) as usize).max(1);
 
-    // Refine each hop interval to the sample.
+    // Refine each hop interval to the sample, following loud samples (at the off level) that
+    // are less than one hop apart: a decaying tail whose hop RMS fell below the off level, but
+    // whose peaks still reach it, stays in the interval.
     let mut intervals: Vec<Interval> = hop_intervals
         .into_iter()
         .map(|(first_hop, end_hop)| {
             let search_from = (first_hop * hop).saturating_sub(hop);
             let search_to = (end_hop * hop).min(samples.len());
-            let start = samples[search_from..search_to]
+            let mut start = samples[search_from..search_to]
                 .iter()
                 .position(loud)
                 .map_or(first_hop * hop, |p| search_from + p);
+            while let Some(p) = samples[start.saturating_sub(edge_gap)..start]
+                .iter()
+                .position(loud)
+            {
+                start = start.saturating_sub(edge_gap) + p;
+            }
             let tail_from = ((end_hop - 1) * hop).max(start);
-            let tail_to = ((end_hop + 1) * hop).min(samples.len());
-            let end = samples[tail_from..tail_to]
+            let mut end = samples[tail_from..search_to]
                 .iter()
                 .rposition(loud)
                 .map_or(search_to, |p| tail_from + p + 1);
+            while let Some(p) = samples[end..(end + edge_gap).min(samples.len())]
+                .iter()
+                .rposition(loud)
+            {
+                end += p + 1;
+            }
             Interval {
                 start: start as u64,
                 end: end.max(start + 1) as u64,
@@ -188,6 +210,24 @@ mod tests {
         assert_eq!(found[0].start, 16_000);
         assert!(found[0].end > 29_990 && found[0].end <= 30_000);
         assert_eq!(found[1].start, 60_000);
+    }
+
+    #[test]
+    fn a_final_plosive_release_after_a_short_closure_stays_in_the_speech() {
+        let mut signal = vec![0.0f32; 3 * RATE as usize];
+        tone_into(&mut signal, 8_000, 16_000, 0.3);
+        // 40 ms closure, then an 8 ms release burst at -40 dBFS (below the on level).
+        tone_into(&mut signal, 16_640, 16_768, 0.014);
+        let found = detect_speech(&signal, RATE, &DetectorConfig::default());
+        assert_eq!(found.len(), 1);
+        assert!((16_700..=16_768).contains(&found[0].end), "{found:?}");
+        // With a 30 ms edge gap the burst is not reached.
+        let strict = DetectorConfig {
+            edge_gap_ms: 30.0,
+            ..DetectorConfig::default()
+        };
+        let found = detect_speech(&signal, RATE, &strict);
+        assert!(found[0].end <= 16_000, "{found:?}");
     }
 
     #[test]

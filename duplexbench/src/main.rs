@@ -21,7 +21,7 @@ usage:
                     [--agent-words W.json] [--baseline-agent B.wav [--baseline-decisions E.jsonl]]
                     --out DIR [--label NAME] [--baseline-label NAME] [--no-plots]
                     [--on-db DB] [--off-db DB] [--hop-ms MS] [--min-silence-ms MS]
-                    [--min-speech-ms MS]
+                    [--min-speech-ms MS] [--edge-gap-ms MS]
 
 generate renders the user side of each dialogue (built-in scripts, or the script files /
 directories given with --dialogues) into DIR/<id>.wav (16 kHz mono) and DIR/<id>.json (user
@@ -229,6 +229,7 @@ fn run_score(args: &[String]) -> Result<(), String> {
             "--hop-ms",
             "--min-silence-ms",
             "--min-speech-ms",
+            "--edge-gap-ms",
         ],
         &["--no-plots"],
     )?;
@@ -239,6 +240,7 @@ fn run_score(args: &[String]) -> Result<(), String> {
         off_db: options.number("--off-db", defaults.off_db)?,
         min_silence_ms: options.number("--min-silence-ms", defaults.min_silence_ms)?,
         min_speech_ms: options.number("--min-speech-ms", defaults.min_speech_ms)?,
+        edge_gap_ms: options.number("--edge-gap-ms", defaults.edge_gap_ms)?,
     };
     detector.validate()?;
     let rules = Rules::default();

@@ -12,10 +12,12 @@ use crate::audio;
 /// The sample rate of every rendered user side.
 pub const USER_SAMPLE_RATE: u32 = 16_000;
 
-/// Samples whose magnitude is below this (-54 dBFS) at either end of a rendered phrase are cut
-/// off, so that a segment's `start` is the phrase's first sample at or above it and its `end`
-/// one past the last.
-pub const TRIM_THRESHOLD: i16 = 66;
+/// Samples whose magnitude is below this (-45 dBFS, the agent-speech detector's default `off`
+/// level, so that user and agent boundaries are measured at the same level) at either end of a
+/// rendered phrase are cut off: a segment's `start` is the phrase's first sample at or above
+/// it and its `end` one past the last. 185 / 32768 is the smallest 16-bit magnitude at or above
+/// 10^(-45/20).
+pub const TRIM_THRESHOLD: i16 = 185;
 
 /// What a voice is asked to render with.
 #[derive(Debug, Clone, PartialEq, Eq)]
