@@ -1,8 +1,8 @@
 //! Dialogue scripts: the text files in `duplexbench/dialogues/`.
 //!
 //! A script file holds defaults followed by dialogues. Lines are `keyword arguments`; `#` starts
-//! a comment; blank lines are ignored. The language (see `dialogues/README.md` for the full
-//! description):
+//! a comment; blank lines are ignored. The language (described in full in
+//! `duplexbench/README.md`):
 //!
 //! ```text
 //! voice en-us en-gb+f3        # espeak-ng voices: one is drawn per dialogue
