@@ -1,4 +1,4 @@
-//! Audio helpers: WAV in and out, a deterministic resampler, silence trimming.
+//! Audio helpers: WAV in and out, a deterministic resampler.
 
 use std::path::Path;
 
@@ -185,15 +185,6 @@ pub fn resample(input: &[i16], from_rate: u32, to_rate: u32) -> Vec<i16> {
     output
 }
 
-/// The sample range [first, last + 1) whose absolute value reaches `threshold`, or None when
-/// no sample does.
-pub fn trim_range(samples: &[i16], threshold: i16) -> Option<(usize, usize)> {
-    let loud = |s: &i16| s.unsigned_abs() >= threshold.unsigned_abs();
-    let first = samples.iter().position(loud)?;
-    let last = samples.iter().rposition(loud)?;
-    Some((first, last + 1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,13 +225,6 @@ mod tests {
         let out = resample(&tone, from, 16_000);
         let peak = out[1000..15_000].iter().map(|s| s.unsigned_abs()).max();
         assert!(peak.unwrap_or(0) < 100, "10 kHz leaked: peak {peak:?}");
-    }
-
-    #[test]
-    fn trim_finds_first_and_last_loud_sample() {
-        let samples = [0, 3, -2, 0, 70, 0, -80, 5, 0, 0];
-        assert_eq!(trim_range(&samples, 66), Some((4, 7)));
-        assert_eq!(trim_range(&[0, 1, -1], 66), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod audio;
 pub mod decisions;
 pub mod detect;
 pub mod generate;
+pub mod piper;
 pub mod plot;
 pub mod rng;
 pub mod runner;

@@ -12,7 +12,7 @@ use duplexbench::plot;
 use duplexbench::score::{self, DialogueInput, Rules, Word};
 use duplexbench::script::{self, Dialogue};
 use duplexbench::segments::UserSegments;
-use duplexbench::voice::EspeakNg;
+use duplexbench::voice::Voices;
 
 const USAGE: &str = "\
 usage:
@@ -187,7 +187,7 @@ fn run_generate(args: &[String]) -> Result<(), String> {
         .parse()
         .map_err(|_| format!("--seed: `{seed_text}` is not an integer >= 0"))?;
     let out = Path::new(options.required("--out")?);
-    let manifest = generate::generate_set(&dialogues, seed, &EspeakNg::default(), out)
+    let manifest = generate::generate_set(&dialogues, seed, &Voices::default(), out)
         .map_err(|e| e.to_string())?;
     println!(
         "generated {} dialogues with seed {seed} into {}",

@@ -275,7 +275,7 @@ pub fn parse_script(source_name: &str, text: &str) -> Result<Vec<Dialogue>, Scri
                     .collect();
                 if let Some(bad) = voices.iter().find(|v| {
                     !v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_+".contains(c))
+                        .all(|c| c.is_ascii_alphanumeric() || "-_+:".contains(c))
                 }) {
                     return Err(error(line_number, format!("bad voice name `{bad}`")));
                 }

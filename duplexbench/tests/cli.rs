@@ -15,7 +15,7 @@ use duplexbench::audio;
 use duplexbench::generate;
 use duplexbench::script;
 use duplexbench::segments::{Task, UserSegments};
-use duplexbench::voice::{EspeakNg, UserVoice, VoiceParams};
+use duplexbench::voice::{EspeakNg, UserVoice, VoiceParams, Voices};
 
 const BIN: &str = env!("CARGO_BIN_EXE_duplexbench");
 
@@ -458,7 +458,7 @@ fn generate_lists_and_rejects_bad_arguments() {
 #[test]
 fn score_rejects_bad_inputs_with_clear_messages() {
     let dir = scratch("bad-inputs");
-    let voice = EspeakNg::default();
+    let voice = Voices::default();
     let dialogue = script::builtin_dialogues()
         .unwrap()
         .into_iter()
