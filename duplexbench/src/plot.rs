@@ -202,7 +202,9 @@ pub fn draw_timeline(
             .map_err(|e| fail(e.to_string()))?;
     }
     // Decisions: a tick and the kind, staggered on three levels.
-    for (index, decision) in result.decisions.iter().enumerate() {
+    // Decisions past the end are left out (the results JSON carries a warning about them).
+    let shown = result.decisions.iter().filter(|d| d.time_s <= duration);
+    for (index, decision) in shown.enumerate() {
         let level = 0.72 - 0.25 * (index % 3) as f64;
         chart
             .draw_series(std::iter::once(PathElement::new(

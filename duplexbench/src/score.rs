@@ -297,6 +297,19 @@ pub fn score_dialogue(
         ));
     }
 
+    let end_of_recording = user_duration_s.max(agent_duration_s);
+    let late = input
+        .decisions
+        .iter()
+        .filter(|d| d.time_s > end_of_recording)
+        .count();
+    if late > 0 {
+        warnings.push(format!(
+            "{late} decision(s) after the end of the recording ({end_of_recording:.3} s): are \
+             their times measured from the first sample of the recording?"
+        ));
+    }
+
     let items = user
         .items
         .iter()
