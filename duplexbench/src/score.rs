@@ -185,6 +185,10 @@ pub struct PauseSummary {
     pub items: usize,
     pub take_overs: usize,
     pub take_over_rate: Option<f64>,
+    /// Pauses with any agent speech onset in the window, take-over or not (a short agent
+    /// back-channel in a pause counts here and not above).
+    pub any_onsets: usize,
+    pub any_onset_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -432,6 +436,7 @@ pub fn summarize(dialogues: &[DialogueResult]) -> Summary {
     let turn_take_overs = count(Task::TurnTaking, |i| i.take_over == Some(true));
     let pauses = of(Task::Pause).count();
     let pause_take_overs = count(Task::Pause, |i| i.take_over == Some(true));
+    let pause_onsets = count(Task::Pause, |i| i.agent_onset_s.is_some());
     let interruptions = of(Task::Interruption).count();
     let interruptions_applicable = count(Task::Interruption, |i| i.applicable == Some(true));
     let stops = count(Task::Interruption, |i| i.stopped == Some(true));
@@ -457,6 +462,8 @@ pub fn summarize(dialogues: &[DialogueResult]) -> Summary {
             items: pauses,
             take_overs: pause_take_overs,
             take_over_rate: rate(pause_take_overs, pauses),
+            any_onsets: pause_onsets,
+            any_onset_rate: rate(pause_onsets, pauses),
         },
         interruption: InterruptionSummary {
             items: interruptions,
@@ -521,6 +528,11 @@ fn metric_rows(summary: &Summary) -> Vec<(&'static str, Option<f64>, String)> {
             "pause take-over rate (lower is better)",
             s.pause.take_over_rate,
             frac(s.pause.take_overs, s.pause.items),
+        ),
+        (
+            "pause: any agent sound rate",
+            s.pause.any_onset_rate,
+            frac(s.pause.any_onsets, s.pause.items),
         ),
         (
             "barge-in stop latency p50 (s)",

@@ -189,6 +189,16 @@ fn pause_take_over_counts_agent_speech_that_starts_in_the_pause() {
         &Rules::default(),
     );
     assert_eq!(configuration.summary.pause.take_over_rate, Some(0.5));
+    assert_eq!(configuration.summary.pause.any_onset_rate, Some(0.5));
+    // The 0.4 s blip is an agent sound in the pause but not a take-over.
+    let blips = score_configuration(
+        "x",
+        &[input(user(), tones(total, RATE, &[(40_000, 46_400)]))],
+        &DetectorConfig::default(),
+        &Rules::default(),
+    );
+    assert_eq!(blips.summary.pause.take_over_rate, Some(0.0));
+    assert_eq!(blips.summary.pause.any_onsets, 1);
 }
 
 #[test]
