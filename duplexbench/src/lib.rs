@@ -6,9 +6,11 @@
 //!   separate process) into a 16 kHz WAV and a user-segments JSON ([`segments`]);
 //! - [`detect`] finds agent speech in a recorded output, to the sample;
 //! - [`score`] computes the metrics, [`plot`] draws the timelines and histograms;
+//! - [`check`] compares a user's own segments JSON with its WAV;
 //! - [`runner`] is the boundary for the live runner that plays dialogues through a pipeline.
 
 pub mod audio;
+pub mod check;
 pub mod decisions;
 pub mod detect;
 pub mod generate;

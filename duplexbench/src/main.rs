@@ -17,6 +17,7 @@ use duplexbench::voice::Voices;
 const USAGE: &str = "\
 usage:
   duplexbench generate --seed N --out DIR [--dialogues PATH]... [--only ID]... [--list]
+  duplexbench check --user-wav U.wav --user-segments U.json [--tolerance-ms MS]
   duplexbench score --user-segments X.json --agent A.wav [--decisions D.jsonl]
                     [--agent-words W.json] [--baseline-agent B.wav [--baseline-decisions E.jsonl]]
                     --out DIR [--label NAME] [--baseline-label NAME] [--no-plots]
@@ -26,6 +27,10 @@ usage:
 generate renders the user side of each dialogue (built-in scripts, or the script files /
 directories given with --dialogues) into DIR/<id>.wav (16 kHz mono) and DIR/<id>.json (user
 segments), plus DIR/manifest.json. The same seed gives bit-identical files.
+
+check runs the scorer's speech detector on a user WAV and compares it with its segments JSON
+(for users who write the JSON for their own recordings): each boundary within --tolerance-ms
+(default 20) of a detected one, and no speech outside the segments; exits non-zero otherwise.
 
 score reads one or more dialogues: give --user-segments and --agent once per dialogue, in the
 same order (--decisions, --agent-words and --baseline-agent either never or once per
@@ -37,6 +42,7 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("generate") => run_generate(&args[1..]),
         Some("score") => run_score(&args[1..]),
+        Some("check") => run_check(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -195,6 +201,30 @@ fn run_generate(args: &[String]) -> Result<(), String> {
         out.display()
     );
     Ok(())
+}
+
+fn run_check(args: &[String]) -> Result<(), String> {
+    let options = Options::parse(
+        args,
+        &["--user-wav", "--user-segments", "--tolerance-ms"],
+        &[],
+    )?;
+    let user = UserSegments::load(Path::new(options.required("--user-segments")?))
+        .map_err(|e| e.to_string())?;
+    let wav_path = options.required("--user-wav")?;
+    let wav = audio::read_wav(Path::new(wav_path)).map_err(|e| e.to_string())?;
+    let tolerance = options.number("--tolerance-ms", 20.0)?;
+    if tolerance < 0.0 {
+        return Err("--tolerance-ms must be >= 0".into());
+    }
+    let report = duplexbench::check::check(&user, &wav, &DetectorConfig::default(), tolerance)
+        .map_err(|e| format!("{wav_path}: {e}"))?;
+    print!("{}", duplexbench::check::report_text(&report));
+    if report.ok {
+        Ok(())
+    } else {
+        Err("the segments do not match the audio".into())
+    }
 }
 
 fn load_words(path: &str) -> Result<Vec<Word>, String> {

@@ -579,6 +579,38 @@ fn score_rejects_bad_inputs_with_clear_messages() {
         assert!(!ok, "{args:?} succeeded");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+    // `check`: the generated JSON matches its WAV; a shifted one does not.
+    let user_wav = dir.join("user.wav");
+    audio::write_wav_i16(&user_wav, &rendered.samples, 16_000).unwrap();
+    let user_wav = user_wav.display().to_string();
+    let (ok, stdout, stderr) = run(&["check", "--user-wav", &user_wav, "--user-segments", &good]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("onset +0.0 ms, offset +0.0 ms"), "{stdout}");
+    assert!(stdout.contains("the segments match the audio"), "{stdout}");
+    let mut shifted = rendered.segments.clone();
+    shifted.segments[0].start += 800; // 50 ms late
+    shifted.segments.remove(1); // and one spoken question left out
+    shifted.items.clear();
+    generate::write_json(&dir.join("shifted.json"), &shifted).unwrap();
+    let (ok, stdout, _) = run(&[
+        "check",
+        "--user-wav",
+        &user_wav,
+        "--user-segments",
+        &p("shifted.json"),
+    ]);
+    assert!(!ok);
+    assert!(stdout.contains("onset -50.0 ms"), "{stdout}");
+    assert!(stdout.contains("speech outside every segment"), "{stdout}");
+    let (ok, _, stderr) = run(&[
+        "check",
+        "--user-wav",
+        &agent,
+        "--user-segments",
+        &p("cut.json"),
+    ]);
+    assert!(!ok && stderr.contains("cut.json"), "{stderr}");
+
     // The user side scored as its own agent: the user's questions are "agent speech" starting
     // inside each turn, so the scorer runs and writes its files (no plots asked).
     let (ok, stdout, stderr) = run(&[
