@@ -14,7 +14,7 @@
 
 use crate::error::{KernelError, check_finite};
 use crate::framer::Framer;
-use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind};
+use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
 
 /// The dMel parameters. [`DmelConfig::default`] is the apple/dmel recipe with a 12.5 ms step.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +23,8 @@ pub struct DmelConfig {
     pub sample_rate: u32,
     /// Analysis window in samples (800 = 50 ms).
     pub window: usize,
-    /// FFT size, ≥ `window` (the window is centred in it, zeros around, as librosa does).
+    /// FFT size, even and ≥ `window` (the window is centred in it, zeros around, as librosa
+    /// does).
     pub n_fft: usize,
     /// Step between frames in samples (200 = 12.5 ms); 1 ≤ hop ≤ window.
     pub hop: usize,
@@ -68,9 +69,13 @@ impl DmelConfig {
             });
         }
         let bad = |msg: String| Err(KernelError::Config(msg));
-        if self.window < 2 || self.window > self.n_fft || self.n_fft > 1 << 16 {
+        if self.window < 2
+            || self.window > self.n_fft
+            || self.n_fft > 1 << 16
+            || !self.n_fft.is_multiple_of(2)
+        {
             return bad(format!(
-                "dMel window {} and n_fft {} must satisfy 2 <= window <= n_fft <= 65536",
+                "dMel window {} and n_fft {} must satisfy 2 <= window <= n_fft <= 65536, n_fft even",
                 self.window, self.n_fft
             ));
         }
@@ -125,19 +130,58 @@ impl DmelConfig {
 /// Streaming dMel. Emits, per frame, `n_mels` levels (and on request the clipped log10 mel).
 pub struct DmelStream {
     config: DmelConfig,
+    framer: Framer,
+    frame_core: DmelFrame,
+}
+
+/// The per-frame part: window → |X| → mel → log10 → clip → levels.
+struct DmelFrame {
     spectrum: FrameSpectrum,
     mel: MelFilterbank,
-    framer: Framer,
     logmel: Vec<f32>,
     levels: Vec<u8>,
+    log_min: f32,
+    log_max: f32,
+    top: f32,
     inv_step: f32,
+    avx2: bool,
+}
+
+impl DmelFrame {
+    fn frame(&mut self, frame: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
+            unsafe { self.frame_avx2(frame) };
+            return;
+        }
+        self.frame_body(frame);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn frame_avx2(&mut self, frame: &[f32]) {
+        self.frame_body(frame);
+    }
+
+    #[inline(always)]
+    fn frame_body(&mut self, frame: &[f32]) {
+        let magnitude = self.spectrum.compute(frame);
+        self.mel.apply(magnitude, &mut self.logmel);
+        log10_floor_in_place(&mut self.logmel, 1e-10);
+        let (lo, hi, top, inv_step) = (self.log_min, self.log_max, self.top, self.inv_step);
+        for (l, q) in self.logmel.iter_mut().zip(self.levels.iter_mut()) {
+            *l = l.clamp(lo, hi);
+            *q = ((*l - lo) * inv_step).round_ties_even().clamp(0.0, top) as u8;
+        }
+    }
 }
 
 impl DmelStream {
     /// A stream with `config` (see [`DmelConfig::validate`] for what is refused).
     pub fn new(config: DmelConfig) -> Result<Self, KernelError> {
         config.validate()?;
-        let spectrum = FrameSpectrum::new(config.window, config.n_fft, SpectrumKind::Magnitude);
+        let spectrum = FrameSpectrum::build(config.window, config.n_fft, SpectrumKind::Magnitude);
         let mel = MelFilterbank::slaney(
             f64::from(config.sample_rate),
             spectrum.bins(),
@@ -146,12 +190,18 @@ impl DmelStream {
             config.fmax,
         );
         let mut stream = DmelStream {
-            spectrum,
-            mel,
             framer: Framer::new(config.window, config.hop),
-            logmel: vec![0.0; config.n_mels],
-            levels: vec![0; config.n_mels],
-            inv_step: 1.0 / config.level_step(),
+            frame_core: DmelFrame {
+                spectrum,
+                mel,
+                logmel: vec![0.0; config.n_mels],
+                levels: vec![0; config.n_mels],
+                log_min: config.log_min,
+                log_max: config.log_max,
+                top: (config.levels - 1) as f32,
+                inv_step: 1.0 / config.level_step(),
+                avx2: has_avx2(),
+            },
             config,
         };
         stream.reset();
@@ -179,24 +229,11 @@ impl DmelStream {
     ) -> Result<usize, KernelError> {
         check_finite(chunk)?;
         let DmelStream {
-            config,
-            spectrum,
-            mel,
-            framer,
-            logmel,
-            levels,
-            inv_step,
+            framer, frame_core, ..
         } = self;
-        let (lo, hi, top) = (config.log_min, config.log_max, (config.levels - 1) as f32);
-        let inv_step = *inv_step;
         Ok(framer.push(chunk, |frame| {
-            let magnitude = spectrum.compute(frame);
-            mel.apply(magnitude, logmel);
-            for (l, q) in logmel.iter_mut().zip(levels.iter_mut()) {
-                *l = l.max(1e-10).log10().clamp(lo, hi);
-                *q = ((*l - lo) * inv_step).round_ties_even().clamp(0.0, top) as u8;
-            }
-            sink(levels, logmel);
+            frame_core.frame(frame);
+            sink(&frame_core.levels, &frame_core.logmel);
         }))
     }
 

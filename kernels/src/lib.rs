@@ -29,7 +29,10 @@ pub mod whisper;
 pub use dmel::{DmelConfig, DmelStream, dmel};
 pub use error::{KernelError, MAX_SAMPLE_MAGNITUDE};
 pub use silero::SileroFramer;
-pub use spectrum::{MelFilterbank, SpectrumKind, periodic_hann, real_fft_flops};
+pub use spectrum::{
+    FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place, periodic_hann,
+    real_fft_flops,
+};
 pub use vision::{EFFICIENTNET_SIDE, EfficientNetInput, Patchify, RgbFrame};
 pub use whisper::{
     SMART_TURN_FRAMES, SMART_TURN_SAMPLES, WHISPER_HOP, WHISPER_N_FFT, WHISPER_N_MELS,

@@ -16,7 +16,7 @@
 
 use crate::error::{KernelError, check_finite};
 use crate::framer::Framer;
-use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind};
+use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
 
 /// Sample rate Whisper and Smart Turn expect.
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;
@@ -41,11 +41,12 @@ const NORM_VARIANCE_EPS: f64 = 1e-7;
 struct FrameCore {
     spectrum: FrameSpectrum,
     mel: MelFilterbank,
+    avx2: bool,
 }
 
 impl FrameCore {
     fn new() -> Self {
-        let spectrum = FrameSpectrum::new(WHISPER_N_FFT, WHISPER_N_FFT, SpectrumKind::Power);
+        let spectrum = FrameSpectrum::build(WHISPER_N_FFT, WHISPER_N_FFT, SpectrumKind::Power);
         let mel = MelFilterbank::slaney(
             f64::from(WHISPER_SAMPLE_RATE),
             spectrum.bins(),
@@ -53,16 +54,35 @@ impl FrameCore {
             0.0,
             f64::from(WHISPER_SAMPLE_RATE) / 2.0,
         );
-        FrameCore { spectrum, mel }
+        FrameCore {
+            spectrum,
+            mel,
+            avx2: has_avx2(),
+        }
     }
 
     /// 400 samples → 80 values of `log10(max(mel, 1e-10))`.
     fn raw_frame(&mut self, frame: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
+            unsafe { self.raw_frame_avx2(frame, out) };
+            return;
+        }
+        self.raw_frame_body(frame, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn raw_frame_avx2(&mut self, frame: &[f32], out: &mut [f32]) {
+        self.raw_frame_body(frame, out);
+    }
+
+    #[inline(always)]
+    fn raw_frame_body(&mut self, frame: &[f32], out: &mut [f32]) {
         let power = self.spectrum.compute(frame);
         self.mel.apply(power, out);
-        for v in out.iter_mut() {
-            *v = v.max(MEL_FLOOR).log10();
-        }
+        log10_floor_in_place(out, MEL_FLOOR);
     }
 }
 
