@@ -127,7 +127,12 @@ fn numpy_times() -> Vec<(String, f64)> {
         return Vec::new();
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference.py");
-    let out = match Command::new(py).arg(script).arg("bench").output() {
+    // One core for numpy too: no BLAS thread pools.
+    let mut cmd = Command::new(py);
+    for var in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
+        cmd.env(var, "1");
+    }
+    let out = match cmd.arg(script).arg("bench").output() {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
             eprintln!(
