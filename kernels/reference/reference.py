@@ -11,6 +11,8 @@ Files are raw little-endian float32 (`np.fromfile`); levels are uint8.
     reference.py whisper    IN.f32 N_FRAMES OUT.f32        -> [80][N_FRAMES]
     reference.py smart-turn IN.f32 OUT.f32                 -> [80][800]
     reference.py dmel       IN.f32 HOP OUT_LOGMEL.f32 OUT_LEVELS.u8   -> [frames][80] each
+    reference.py dmel-apple IN.f32 HOP OUT_LOGMEL.f32      -> apple/dmel's centred frames
+    reference.py filterbank SR N_FFT N_MELS FMIN FMAX OUT.f32
     reference.py bench      -> "name microseconds" lines: numpy's best time per call
 """
 
@@ -83,7 +85,8 @@ def smart_turn(audio):
     return whisper(x.astype(np.float64), 800)
 
 
-def dmel(audio, hop, win=800, n_fft=800, lo=-7.0, hi=2.0, levels=16):
+def dmel(audio, hop, win=800, n_fft=1024, lo=-7.0, hi=2.0, levels=16):
+    """apple/dmel's recipe with the crate's causal framing; returns (clipped log10 mel, levels)."""
     fb = mel_filterbank(16000, n_fft, 80, 80.0, 7600.0)
     window = np.zeros(n_fft)
     off = (n_fft - win) // 2
@@ -94,11 +97,27 @@ def dmel(audio, hop, win=800, n_fft=800, lo=-7.0, hi=2.0, levels=16):
     frames = sliding_window_view(x, win)[::hop][:n_frames]
     buf = np.zeros((n_frames, n_fft))
     buf[:, off:off + win] = frames
-    mag = np.abs(np.fft.rfft(buf * window, axis=-1))
+    spec = np.fft.rfft(buf * window, axis=-1)
+    mag = np.sqrt(np.maximum(spec.real ** 2 + spec.imag ** 2, 1e-10))
     logmel = np.clip(np.log10(np.maximum(mag @ fb.T, 1e-10)), lo, hi)
-    step = (hi - lo) / (levels - 1)
-    lv = np.rint((logmel - lo) / step).astype(np.uint8)
+    # Nearest centre by argmin over the centres (the first, i.e. lower, on a tie), as apple/dmel.
+    centres = lo + np.arange(levels) * np.round((hi - lo) / (levels - 1), 4)
+    lv = np.abs(logmel[..., None] - centres).argmin(-1).astype(np.uint8)
     return logmel.astype(np.float32), lv
+
+
+def dmel_apple_centred(audio, hop, win=800, n_fft=1024):
+    """apple/dmel's own framing (torch.stft center=True, reflect padding of n_fft // 2):
+    clipped log10 mel, [frames][80]."""
+    fb = mel_filterbank(16000, n_fft, 80, 80.0, 7600.0)
+    window = np.zeros(n_fft)
+    off = (n_fft - win) // 2
+    window[off:off + win] = hann(win)
+    x = np.pad(audio.astype(np.float64), (n_fft // 2, n_fft // 2), mode="reflect")
+    frames = sliding_window_view(x, n_fft)[::hop]
+    spec = np.fft.rfft(frames * window, axis=-1)
+    mag = np.sqrt(np.maximum(spec.real ** 2 + spec.imag ** 2, 1e-10))
+    return np.clip(np.log10(np.maximum(mag @ fb.T, 1e-10)), -7.0, 2.0).astype(np.float32)
 
 
 def patchify(img, patch=40):
@@ -154,9 +173,12 @@ def bench():
     def dmel_turn():
         x = np.concatenate([hist, turn])
         frames = sliding_window_view(x, 800)[::200][:16]
-        mag = np.abs(np.fft.rfft(frames * DMEL_WIN, axis=-1))
+        buf = np.zeros((16, 1024))
+        buf[:, 112:912] = frames * DMEL_WIN
+        spec = np.fft.rfft(buf, axis=-1)
+        mag = np.sqrt(np.maximum(spec.real ** 2 + spec.imag ** 2, 1e-10))
         logmel = np.clip(np.log10(np.maximum(mag @ DMEL_FB.T, 1e-10)), -7.0, 2.0)
-        return np.rint((logmel + 7.0) / 0.6).astype(np.uint8)
+        return np.abs(logmel[..., None] - DMEL_CENTRES).argmin(-1).astype(np.uint8)
 
     st_audio = rng.standard_normal(128000) * 0.1
 
@@ -195,8 +217,9 @@ def bench():
         print(f"{name} {best * 1e6:.3f}")
 
 
-DMEL_FB = mel_filterbank(16000, 800, 80, 80.0, 7600.0)
+DMEL_FB = mel_filterbank(16000, 1024, 80, 80.0, 7600.0)
 DMEL_WIN = hann(800)
+DMEL_CENTRES = -7.0 + np.arange(16) * 0.6
 
 
 def main(argv):
@@ -212,6 +235,10 @@ def main(argv):
         logmel, lv = dmel(audio, int(argv[3]))
         logmel.astype("<f4").tofile(argv[4])
         lv.tofile(argv[5])
+    elif cmd == "dmel-apple":
+        # dmel-apple IN.f32 HOP OUT_LOGMEL.f32: apple/dmel's centred framing
+        audio = np.fromfile(argv[2], dtype="<f4")
+        dmel_apple_centred(audio, int(argv[3])).astype("<f4").tofile(argv[4])
     elif cmd == "filterbank":
         # filterbank SR N_FFT N_MELS FMIN FMAX OUT.f32 -> [n_mels][bins]
         fb = mel_filterbank(float(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), float(argv[6]))

@@ -1,16 +1,21 @@
-//! dMel: discretised log-mel, after apple/dmel ("dMel: Speech Tokenization made Simple").
+//! dMel: discretised log-mel, after apple/dmel ("dMel: Speech Tokenization made Simple",
+//! package `dmel`: `LogMelFbank` + `DiscretizedLogMelFbank`).
 //!
-//! Recipe: 16 kHz; periodic Hann window of 50 ms (800 samples), FFT of 800; magnitude spectrum
-//! |X|; 80 Slaney mel filters over 80–7600 Hz with Slaney area normalisation (librosa's
-//! `filters.mel`, the ParallelWaveGAN log-mel that dMel builds on); `log10(max(mel, 1e-10))`
-//! clipped to [-7, 2]; quantised to 16 levels whose centres are `-7 + k · 9/15`, k = 0..15
-//! (nearest centre, ties to even). The step is configurable; the default 12.5 ms (200 samples)
-//! puts exactly 16 frames in a 200 ms micro-turn.
+//! Recipe (apple/dmel's defaults and example): 16 kHz; periodic Hann window of 50 ms
+//! (800 samples) centred in an FFT of 1024; magnitude `sqrt(max(|X|², 1e-10))`; 80 Slaney mel
+//! filters over 80–7600 Hz with Slaney area normalisation (`librosa.filters.mel`);
+//! `log10(max(mel, 1e-10))` clipped to [-7, 2]; 16 levels (4 bits) with centres
+//! `-7 + k · 0.6`, k = 0..15, each value taking the nearest centre (the lower one on an exact
+//! tie, as `argmin` does). The step is configurable; the default 12.5 ms (200 samples) puts
+//! exactly 16 frames in a 200 ms micro-turn.
 //!
-//! Framing is causal, for streaming: frame `t` covers samples `(t+1)·hop − window ..
-//! (t+1)·hop`, zeros before the stream start. So a frame is ready the moment its last hop of
-//! samples has arrived (no look-ahead), and every `hop` samples give one frame: a micro-turn of
-//! 3200 samples gives 16 frames, whatever the chunking.
+//! One deliberate difference, for streaming: **framing is causal**. apple/dmel frames with
+//! `torch.stft(center=True)`, so its frame t is centred on sample `t·hop` and needs 400 samples
+//! of look-ahead. Here frame `t` covers samples `(t+1)·hop − 800 .. (t+1)·hop` (centred on
+//! `(t−1)·hop`, zeros before the stream start): it is ready the moment its last hop of samples
+//! has arrived, and every `hop` samples give one frame, so a micro-turn of 3200 samples gives 16
+//! frames whatever the chunking. Away from the stream start our frame `t + 1` is apple's frame
+//! `t`, computed from the same samples with the same window (the reference test checks this).
 
 use crate::error::{KernelError, check_finite};
 use crate::framer::Framer;
@@ -23,8 +28,8 @@ pub struct DmelConfig {
     pub sample_rate: u32,
     /// Analysis window in samples (800 = 50 ms).
     pub window: usize,
-    /// FFT size, even and ≥ `window` (the window is centred in it, zeros around, as librosa
-    /// does).
+    /// FFT size, even and ≥ `window` (the window is centred in it, zeros around, as
+    /// `torch.stft` does); apple/dmel uses 1024.
     pub n_fft: usize,
     /// Step between frames in samples (200 = 12.5 ms); 1 ≤ hop ≤ window.
     pub hop: usize,
@@ -47,7 +52,7 @@ impl Default for DmelConfig {
         DmelConfig {
             sample_rate: 16_000,
             window: 800,
-            n_fft: 800,
+            n_fft: 1024,
             hop: 200,
             n_mels: 80,
             fmin: 80.0,
@@ -172,7 +177,8 @@ impl DmelFrame {
         let (lo, hi, top, inv_step) = (self.log_min, self.log_max, self.top, self.inv_step);
         for (l, q) in self.logmel.iter_mut().zip(self.levels.iter_mut()) {
             *l = l.clamp(lo, hi);
-            *q = ((*l - lo) * inv_step).round_ties_even().clamp(0.0, top) as u8;
+            // Nearest centre, the lower one on an exact tie: ceil(t − ½).
+            *q = ((*l - lo) * inv_step - 0.5).ceil().clamp(0.0, top) as u8;
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::error::KernelError;
 pub enum SpectrumKind {
     /// |X|², as Whisper uses.
     Power,
-    /// |X|, as the dMel recipe (ParallelWaveGAN-style log-mel) uses.
+    /// |X| = sqrt(max(|X|², 1e-10)), as apple/dmel's `PowerSpectrum` computes it.
     Magnitude,
 }
 
@@ -187,8 +187,9 @@ impl FrameSpectrum {
             *s = xr * xr + xi * xi;
         }
         if self.kind == SpectrumKind::Magnitude {
+            // apple/dmel: sqrt(max(|X|², 1e-10)).
             for s in out.iter_mut() {
-                *s = s.sqrt();
+                *s = s.max(1e-10).sqrt();
             }
         }
         &self.spectrum

@@ -89,12 +89,12 @@ fn dmel_matches_numpy_on_speech() {
 
 #[test]
 fn dmel_filterbank_matches_numpy() {
-    let fb = MelFilterbank::slaney(16_000.0, 401, 80, 80.0, 7600.0);
+    let fb = MelFilterbank::slaney(16_000.0, 513, 80, 80.0, 7600.0);
     let path = tmp_dir().join("dmel-fb.f32");
     reference(&[
         "filterbank",
         "16000",
-        "800",
+        "1024",
         "80",
         "80",
         "7600",
@@ -203,7 +203,7 @@ fn dmel_bad_configs_and_input() {
     ));
     assert!(matches!(
         bad(DmelConfig {
-            window: 1024,
+            window: 1100,
             ..Default::default()
         }),
         KernelError::Config(_)
@@ -249,10 +249,10 @@ fn dmel_bad_configs_and_input() {
     })
     .to_string();
     assert!(msg.contains("hop 0"), "{msg}");
-    // A window shorter than the FFT is fine (zero-padded, centred).
+    // Window and FFT of other sizes are fine (the window centred, zero-padded).
     assert!(
         DmelStream::new(DmelConfig {
-            n_fft: 1024,
+            n_fft: 2048,
             ..Default::default()
         })
         .is_ok()
@@ -275,11 +275,53 @@ fn dmel_bad_configs_and_input() {
     stream.push_into(&signal[1000..], &mut a).unwrap();
     reference.push_into(&signal, &mut b).unwrap();
     assert_eq!(a, b, "a rejected chunk leaves the stream unchanged");
-    // Silence is level 0 everywhere (log10 floor clipped to -7).
+    // Silence: every frame the same, at the bottom levels (apple/dmel floors |X| at 1e-5, so
+    // the log-mel of silence sits a little above the -7 clip).
     let mut silent = Vec::new();
     DmelStream::new(DmelConfig::default())
         .unwrap()
         .push_into(&[0.0; 3200], &mut silent)
         .unwrap();
-    assert!(silent.iter().all(|&l| l == 0));
+    assert_eq!(silent.len(), 16 * 80);
+    assert!(silent.chunks(80).all(|f| f == &silent[..80]));
+    assert!(silent.iter().all(|&l| l <= 1), "{:?}", &silent[..80]);
+}
+
+/// apple/dmel frames with `torch.stft(center=True)`: its frame t is our frame t + 1 (same
+/// samples, same window) wherever neither needs padding.
+#[test]
+fn dmel_frames_are_apple_frames_shifted_by_one() {
+    let speech = speech_sample();
+    let hop = 200;
+    let (_, logmel) = run_stream(DmelConfig::default(), &speech, &[speech.len()]);
+    let dir = tmp_dir();
+    let input = dir.join("dmel-apple-in.f32");
+    let output = dir.join("dmel-apple-logmel.f32");
+    write_f32(&input, &speech);
+    reference(&[
+        "dmel-apple",
+        input.to_str().unwrap(),
+        &hop.to_string(),
+        output.to_str().unwrap(),
+    ]);
+    let apple = read_f32(&output);
+    assert_eq!(
+        apple.len(),
+        (1 + speech.len() / hop) * 80,
+        "torch.stft frame count"
+    );
+    let interior = 2..(speech.len() - 400) / hop;
+    let ours: Vec<f32> = interior
+        .clone()
+        .flat_map(|t| logmel[(t + 1) * 80..(t + 2) * 80].to_vec())
+        .collect();
+    let theirs: Vec<f32> = interior
+        .flat_map(|t| apple[t * 80..(t + 1) * 80].to_vec())
+        .collect();
+    let (err, _) = max_abs_diff(&ours, &theirs);
+    eprintln!(
+        "dMel vs apple centred frames (shifted by one): max error {err:e} over {} frames",
+        ours.len() / 80
+    );
+    assert!(err <= 1e-4, "error {err}");
 }
