@@ -278,7 +278,7 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
     let pct =
         |g: f64, p: Option<f64>| p.map_or("–".to_string(), |p| format!("{:.1} %", 100.0 * g / p));
-    for n in [400usize, 800] {
+    for n in [400usize, 1024] {
         let signal: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
         let flops = real_fft_flops(n);
         // Ours: window, complex FFT of N/2 (rustfft), split step, |X|².
