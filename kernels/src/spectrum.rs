@@ -30,12 +30,12 @@ pub fn periodic_hann(len: usize) -> Vec<f32> {
         .collect()
 }
 
-/// One frame in, one spectrum out; owns every buffer it needs, so [`FrameSpectrum::compute`]
+/// One frame in, one spectrum out; owns every buffer it needs, so [`FrameSpectrum::compute_checked`]
 /// does not allocate.
 ///
 /// The real FFT of even length N is one complex FFT of N/2 (rustfft) on the samples packed as
 /// (even, odd) pairs, then a split step done here on separate real/imaginary arrays so that it
-/// vectorises, giving |X[k]|² (or |X[k]|) for k = 0..=N/2 directly.
+/// vectorises, giving `|X[k]|²` (or `|X[k]|`) for k = 0..=N/2 directly.
 pub struct FrameSpectrum {
     fft: Arc<dyn Fft<f32>>,
     /// Window of `n_fft` taps: the analysis window centred, zeros around it (librosa's rule
@@ -246,7 +246,7 @@ pub fn mel_to_hz_slaney(mel: f64) -> f64 {
 /// `librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)` returns.
 ///
 /// Stored for speed: each filter keeps a run of weights over its non-zero bins, rounded up to a
-/// multiple of 8 (zeros around them), so that [`MelFilterbank::apply`] is a short dot product
+/// multiple of 8 (zeros around them), so that `MelFilterbank::apply` is a short dot product
 /// in whole 8-lane steps that the compiler vectorises.
 #[derive(Debug, Clone)]
 pub struct MelFilterbank {
@@ -338,7 +338,7 @@ impl MelFilterbank {
         self.nonzeros
     }
 
-    /// Multiply-adds per frame as [`MelFilterbank::apply`] does them (zero padding included).
+    /// Multiply-adds per frame as `MelFilterbank::apply` does them (zero padding included).
     pub fn stored_weights(&self) -> usize {
         self.weights.len()
     }
