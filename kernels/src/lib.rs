@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | [`whisper_log_mel`], [`WhisperLogMel`] | 16 kHz mono | Whisper features `[80][frames]` |
 //! | [`smart_turn_features`] | a turn's audio, 16 kHz | Smart Turn v3.2 input `[80][800]` |
+//! | [`SmartTurnWindow`] | 16 kHz stream | the same, for the last 8 s, on demand |
 //! | [`WhisperLogMelStream`] | 16 kHz stream | raw log10 mel frames (80 each) |
 //! | [`DmelStream`], [`dmel()`] | 16 kHz stream | dMel levels (80 per 12.5 ms frame) |
 //! | [`SileroFramer`] | 16 kHz stream | Silero VAD inputs (64 context + 512) |
@@ -35,8 +36,8 @@ pub use spectrum::{
 };
 pub use vision::{EFFICIENTNET_SIDE, EfficientNetInput, Patchify, RgbFrame};
 pub use whisper::{
-    SMART_TURN_FRAMES, SMART_TURN_SAMPLES, WHISPER_HOP, WHISPER_N_FFT, WHISPER_N_MELS,
-    WHISPER_SAMPLE_RATE, WHISPER_WINDOW_FRAMES, WhisperLogMel, WhisperLogMelStream,
+    SMART_TURN_FRAMES, SMART_TURN_SAMPLES, SmartTurnWindow, WHISPER_HOP, WHISPER_N_FFT,
+    WHISPER_N_MELS, WHISPER_SAMPLE_RATE, WHISPER_WINDOW_FRAMES, WhisperLogMel, WhisperLogMelStream,
     smart_turn_features, whisper_log_mel, whisper_normalize,
 };
 

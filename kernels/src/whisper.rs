@@ -432,3 +432,73 @@ impl WhisperLogMelStream {
         self.frames_out = 0;
     }
 }
+
+/// The audio Smart Turn looks at, kept as it streams: the last 8 s in a ring, and
+/// [`SmartTurnWindow::features_into`] gives the model input for "now" without allocating.
+/// Equal to [`smart_turn_features`] on everything pushed since the last reset.
+pub struct SmartTurnWindow {
+    ring: Vec<f32>,
+    /// Next write position in `ring`.
+    pos: usize,
+    /// Samples held (≤ 128 000).
+    held: usize,
+    linear: Vec<f32>,
+    features: WhisperLogMel,
+}
+
+impl SmartTurnWindow {
+    /// An empty window at `sample_rate`, which must be 16 000.
+    pub fn new(sample_rate: u32) -> Result<Self, KernelError> {
+        if sample_rate != WHISPER_SAMPLE_RATE {
+            return Err(KernelError::SampleRate {
+                got: sample_rate,
+                expected: "16000",
+            });
+        }
+        Ok(SmartTurnWindow {
+            ring: vec![0.0; SMART_TURN_SAMPLES],
+            pos: 0,
+            held: 0,
+            linear: Vec::with_capacity(SMART_TURN_SAMPLES),
+            features: WhisperLogMel::new(),
+        })
+    }
+
+    /// Appends audio, keeping the last 8 s. A chunk with NaN, infinity or a sample beyond ±1e9
+    /// is rejected whole and the window is unchanged.
+    pub fn push(&mut self, chunk: &[f32]) -> Result<(), KernelError> {
+        check_finite(chunk)?;
+        let chunk = &chunk[chunk.len().saturating_sub(SMART_TURN_SAMPLES)..];
+        let first = (SMART_TURN_SAMPLES - self.pos).min(chunk.len());
+        self.ring[self.pos..self.pos + first].copy_from_slice(&chunk[..first]);
+        self.ring[..chunk.len() - first].copy_from_slice(&chunk[first..]);
+        self.pos = (self.pos + chunk.len()) % SMART_TURN_SAMPLES;
+        self.held = (self.held + chunk.len()).min(SMART_TURN_SAMPLES);
+        Ok(())
+    }
+
+    /// Samples held (at most 128 000).
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Smart Turn's `input_features` (`[80][800]`) for the audio held now, into `out`.
+    pub fn features_into(&mut self, out: &mut [f32]) -> Result<(), KernelError> {
+        self.linear.clear();
+        let start = (self.pos + SMART_TURN_SAMPLES - self.held) % SMART_TURN_SAMPLES;
+        if start + self.held <= SMART_TURN_SAMPLES {
+            self.linear
+                .extend_from_slice(&self.ring[start..start + self.held]);
+        } else {
+            self.linear.extend_from_slice(&self.ring[start..]);
+            self.linear.extend_from_slice(&self.ring[..self.pos]);
+        }
+        self.features.smart_turn_into(&self.linear, out)
+    }
+
+    /// Forgets the audio (a new turn).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.held = 0;
+    }
+}

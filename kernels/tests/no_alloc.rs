@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use kernels::{
-    DmelConfig, DmelStream, EfficientNetInput, Patchify, RgbFrame, SileroFramer, StreamingKernel,
-    WhisperLogMel, WhisperLogMelStream,
+    DmelConfig, DmelStream, EfficientNetInput, Patchify, RgbFrame, SileroFramer, SmartTurnWindow,
+    StreamingKernel, WhisperLogMel, WhisperLogMelStream,
 };
 
 struct Counting;
@@ -100,6 +100,19 @@ fn audio_kernels_do_not_allocate_per_call() {
         }
     });
     assert_eq!(n, 0, "offline Whisper allocated {n} times");
+
+    // The Smart Turn ring: pushes never allocate; features after the first call do not.
+    let mut ring = SmartTurnWindow::new(16_000).unwrap();
+    ring.push(&audio[..1000]).unwrap();
+    ring.features_into(&mut st).unwrap();
+    let n = allocations(|| {
+        for turn in audio.chunks(3200).take(60) {
+            ring.push(turn).unwrap();
+        }
+        assert!(ring.push(&[f32::INFINITY]).is_err());
+        ring.features_into(&mut st).unwrap();
+    });
+    assert_eq!(n, 0, "Smart Turn window allocated {n} times");
     assert!(sink_total.is_finite());
 }
 
