@@ -14,8 +14,8 @@
 //! `log10` mel frames as audio arrives, bit-identical to the offline frames, and
 //! [`whisper_normalize`] finishes any window of them.
 
+use crate::centered::{CenteredFramer, reflect_index};
 use crate::error::{KernelError, check_finite};
-use crate::framer::Framer;
 use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
 
 /// Sample rate Whisper and Smart Turn expect.
@@ -83,20 +83,6 @@ impl FrameCore {
         let power = self.spectrum.compute(frame);
         self.mel.apply(power, out);
         log10_floor_in_place(out, MEL_FLOOR);
-    }
-}
-
-/// numpy's `np.pad(..., mode="reflect")` index rule for any pad width.
-fn reflect_index(i: isize, n: usize) -> usize {
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n as isize - 1);
-    let j = i.rem_euclid(period);
-    if j >= n as isize {
-        (period - j) as usize
-    } else {
-        j as usize
     }
 }
 
@@ -289,13 +275,7 @@ pub fn smart_turn_features(samples: &[f32]) -> Result<Vec<f32>, KernelError> {
 /// [`whisper_normalize`] to a window of them for the model's input.
 pub struct WhisperLogMelStream {
     core: FrameCore,
-    framer: Framer,
-    /// The first 201 samples, held until the start's reflect padding can be built.
-    head: Vec<f32>,
-    started: bool,
-    samples_in: usize,
-    frames_out: usize,
-    finish_buf: Vec<f32>,
+    framer: CenteredFramer,
     frame_out: [f32; WHISPER_N_MELS],
 }
 
@@ -310,12 +290,7 @@ impl WhisperLogMelStream {
         }
         Ok(WhisperLogMelStream {
             core: FrameCore::new(),
-            framer: Framer::new(WHISPER_N_FFT, WHISPER_HOP),
-            head: Vec::with_capacity(PAD + 1),
-            started: false,
-            samples_in: 0,
-            frames_out: 0,
-            finish_buf: Vec::with_capacity(4 * WHISPER_N_FFT),
+            framer: CenteredFramer::new(PAD, WHISPER_N_FFT, WHISPER_HOP),
             frame_out: [0.0; WHISPER_N_MELS],
         })
     }
@@ -334,102 +309,36 @@ impl WhisperLogMelStream {
         sink: &mut dyn FnMut(&[f32]),
     ) -> Result<usize, KernelError> {
         check_finite(chunk)?;
-        self.samples_in += chunk.len();
-        let mut rest = chunk;
-        let mut emitted = 0;
-        if !self.started {
-            let take = (PAD + 1 - self.head.len()).min(rest.len());
-            self.head.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.head.len() == PAD + 1 {
-                self.started = true;
-                let Self {
-                    core,
-                    framer,
-                    head,
-                    frame_out,
-                    ..
-                } = self;
-                let mut emit = |f: &[f32]| {
-                    core.raw_frame(f, frame_out);
-                    sink(frame_out);
-                };
-                // Reflection of x[1..=200] (x[200], …, x[1]), then x[0..=200].
-                for i in (1..=PAD).rev() {
-                    emitted += framer.push(&head[i..=i], &mut emit);
-                }
-                emitted += framer.push(head, &mut emit);
-            }
-        }
-        if self.started && !rest.is_empty() {
-            let Self {
-                core,
-                framer,
-                frame_out,
-                ..
-            } = self;
-            emitted += framer.push(rest, |f| {
-                core.raw_frame(f, frame_out);
-                sink(frame_out);
-            });
-        }
-        self.frames_out += emitted;
-        Ok(emitted)
+        let Self {
+            core,
+            framer,
+            frame_out,
+        } = self;
+        Ok(framer.push(chunk, |f| {
+            core.raw_frame(f, frame_out);
+            sink(frame_out);
+        }))
     }
 
     /// Ends the stream: emits the remaining frames (those that reach into the end's reflect
     /// padding), so that `n / 160` frames have come out in all, then resets for a new stream.
     /// Returns the number of frames emitted by this call.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&[f32])) -> usize {
-        let n = self.samples_in;
-        let total = n / WHISPER_HOP;
-        let mut emitted = 0;
-        if self.frames_out < total {
-            // Rebuild the padded stream from the next frame's start to the end (+200 reflected).
-            self.finish_buf.clear();
-            let first_pos; // padded-stream position of finish_buf[0]
-            if self.started {
-                let pending = self.framer.pending();
-                first_pos = n + PAD - pending.len();
-                self.finish_buf.extend_from_slice(pending);
-                // pending ends with x[n-1]; x[n-1-k] is pending[len-1-k].
-                let len = pending.len();
-                for k in 1..=PAD {
-                    let v = self.finish_buf[len - 1 - k];
-                    self.finish_buf.push(v);
-                }
-            } else {
-                first_pos = 0;
-                for p in 0..n + 2 * PAD {
-                    let v = self.head[reflect_index(p as isize - PAD as isize, n)];
-                    self.finish_buf.push(v);
-                }
-            }
-            while self.frames_out < total {
-                let start = self.frames_out * WHISPER_HOP - first_pos;
-                if start + WHISPER_N_FFT > self.finish_buf.len() {
-                    break;
-                }
-                self.core.raw_frame(
-                    &self.finish_buf[start..start + WHISPER_N_FFT],
-                    &mut self.frame_out,
-                );
-                sink(&self.frame_out);
-                self.frames_out += 1;
-                emitted += 1;
-            }
-        }
-        self.reset();
-        emitted
+        let total = self.framer.samples_in() / WHISPER_HOP;
+        let Self {
+            core,
+            framer,
+            frame_out,
+        } = self;
+        framer.finish(total, |f| {
+            core.raw_frame(f, frame_out);
+            sink(frame_out);
+        })
     }
 
     /// Forgets the stream so far.
     pub fn reset(&mut self) {
         self.framer.reset();
-        self.head.clear();
-        self.started = false;
-        self.samples_in = 0;
-        self.frames_out = 0;
     }
 }
 
