@@ -11,7 +11,7 @@ Files are raw little-endian float32 (`np.fromfile`); levels are uint8.
     reference.py whisper    IN.f32 N_FRAMES OUT.f32        -> [80][N_FRAMES]
     reference.py smart-turn IN.f32 OUT.f32                 -> [80][800]
     reference.py dmel       IN.f32 HOP OUT_LOGMEL.f32 OUT_LEVELS.u8   -> [frames][80] each
-    reference.py dmel-apple IN.f32 HOP OUT_LOGMEL.f32      -> apple/dmel's centred frames
+    reference.py dmel-apple IN.f32 HOP OUT_LOGMEL.f32 OUT_LEVELS.u8 -> apple/dmel's centred frames
     reference.py filterbank SR N_FFT N_MELS FMIN FMAX OUT.f32
     reference.py bench      -> "name microseconds" lines: numpy's best time per call
 """
@@ -236,9 +236,13 @@ def main(argv):
         logmel.astype("<f4").tofile(argv[4])
         lv.tofile(argv[5])
     elif cmd == "dmel-apple":
-        # dmel-apple IN.f32 HOP OUT_LOGMEL.f32: apple/dmel's centred framing
+        # dmel-apple IN.f32 HOP OUT_LOGMEL.f32 OUT_LEVELS.u8: apple/dmel's centred framing
         audio = np.fromfile(argv[2], dtype="<f4")
-        dmel_apple_centred(audio, int(argv[3])).astype("<f4").tofile(argv[4])
+        logmel = dmel_apple_centred(audio, int(argv[3]))
+        logmel.astype("<f4").tofile(argv[4])
+        centres = -7.0 + np.arange(16) * 0.6
+        lv = np.abs(logmel.astype(np.float64)[..., None] - centres).argmin(-1).astype(np.uint8)
+        lv.tofile(argv[5])
     elif cmd == "filterbank":
         # filterbank SR N_FFT N_MELS FMIN FMAX OUT.f32 -> [n_mels][bins]
         fb = mel_filterbank(float(argv[2]), int(argv[3]), int(argv[4]), float(argv[5]), float(argv[6]))

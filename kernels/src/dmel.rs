@@ -16,7 +16,9 @@
 //! has arrived, and every `hop` samples give one frame, so a micro-turn of 3200 samples gives 16
 //! frames whatever the chunking. Away from the stream start our frame `t + 1` is apple's frame
 //! `t`, computed from the same samples with the same window (the reference test checks this).
+//! [`DmelFraming::Centered`] gives apple's framing exactly, at the cost of 25 ms of look-ahead.
 
+use crate::centered::CenteredFramer;
 use crate::error::{KernelError, check_finite};
 use crate::framer::Framer;
 use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
@@ -45,6 +47,23 @@ pub struct DmelConfig {
     pub log_max: f32,
     /// Number of levels, 2..=256.
     pub levels: usize,
+    /// Where frames sit in time: [`DmelFraming::Causal`] (default, no look-ahead) or
+    /// [`DmelFraming::Centered`] (apple/dmel's own `torch.stft(center=True)` framing).
+    pub framing: DmelFraming,
+}
+
+/// How dMel frames are placed on the signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DmelFraming {
+    /// Frame `t` covers samples `(t+1)·hop − window .. (t+1)·hop`, zeros before the start: ready
+    /// as soon as its last hop is in (no look-ahead); `hop` samples give one frame.
+    #[default]
+    Causal,
+    /// apple/dmel's framing exactly: frame `t` is centred on sample `t·hop`, reflect padding at
+    /// both ends, `1 + n / hop` frames for `n` samples. Needs `window / 2` samples of
+    /// look-ahead (25 ms), and [`DmelStream::finish`] for the last frames. `hop` must be less
+    /// than `window / 2`.
+    Centered,
 }
 
 impl Default for DmelConfig {
@@ -60,6 +79,7 @@ impl Default for DmelConfig {
             log_min: -7.0,
             log_max: 2.0,
             levels: 16,
+            framing: DmelFraming::Causal,
         }
     }
 }
@@ -88,6 +108,13 @@ impl DmelConfig {
             return bad(format!(
                 "dMel hop {} must be between 1 and the window {}",
                 self.hop, self.window
+            ));
+        }
+        if self.framing == DmelFraming::Centered && 2 * self.hop >= self.window {
+            return bad(format!(
+                "dMel centred framing needs hop {} < window / 2 = {}",
+                self.hop,
+                self.window / 2
             ));
         }
         if self.n_mels == 0 || self.n_mels > self.n_fft / 2 {
@@ -135,8 +162,13 @@ impl DmelConfig {
 /// Streaming dMel. Emits, per frame, `n_mels` levels (and on request the clipped log10 mel).
 pub struct DmelStream {
     config: DmelConfig,
-    framer: Framer,
+    framer: Framing,
     frame_core: DmelFrame,
+}
+
+enum Framing {
+    Causal(Framer),
+    Centered(CenteredFramer),
 }
 
 /// The per-frame part: window → |X| → mel → log10 → clip → levels.
@@ -196,7 +228,14 @@ impl DmelStream {
             config.fmax,
         );
         let mut stream = DmelStream {
-            framer: Framer::new(config.window, config.hop),
+            framer: match config.framing {
+                DmelFraming::Causal => Framing::Causal(Framer::new(config.window, config.hop)),
+                DmelFraming::Centered => Framing::Centered(CenteredFramer::new(
+                    config.window / 2,
+                    config.window,
+                    config.hop,
+                )),
+            },
             frame_core: DmelFrame {
                 spectrum,
                 mel,
@@ -237,10 +276,43 @@ impl DmelStream {
         let DmelStream {
             framer, frame_core, ..
         } = self;
-        Ok(framer.push(chunk, |frame| {
+        let on_frame = |frame: &[f32]| {
             frame_core.frame(frame);
             sink(&frame_core.levels, &frame_core.logmel);
-        }))
+        };
+        Ok(match framer {
+            Framing::Causal(f) => f.push(chunk, on_frame),
+            Framing::Centered(f) => f.push(chunk, on_frame),
+        })
+    }
+
+    /// Ends the stream and resets it. With [`DmelFraming::Centered`], emits the frames that
+    /// reach into the end's reflect padding, so that `1 + n / hop` frames have come out for `n`
+    /// samples (as `torch.stft(center=True)`); with [`DmelFraming::Causal`] every frame is
+    /// already out and this emits nothing. Returns the number of frames emitted.
+    pub fn finish_with_logmel(&mut self, sink: &mut dyn FnMut(&[u8], &[f32])) -> usize {
+        let hop = self.config.hop;
+        let DmelStream {
+            framer, frame_core, ..
+        } = self;
+        let emitted = match framer {
+            Framing::Causal(_) => 0,
+            Framing::Centered(f) => {
+                let n = f.samples_in();
+                let total = if n == 0 { 0 } else { 1 + n / hop };
+                f.finish(total, |frame| {
+                    frame_core.frame(frame);
+                    sink(&frame_core.levels, &frame_core.logmel);
+                })
+            }
+        };
+        self.reset();
+        emitted
+    }
+
+    /// [`DmelStream::finish_with_logmel`], levels only.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8])) -> usize {
+        self.finish_with_logmel(&mut |levels, _| sink(levels))
     }
 
     /// Feeds samples; calls `sink` with each completed frame's levels. See
@@ -253,22 +325,28 @@ impl DmelStream {
         self.push_with_logmel(chunk, &mut |levels, _| sink(levels))
     }
 
-    /// Forgets the stream: the next frame again sees zeros before the start.
+    /// Forgets the stream: the next frame again starts from the stream's start (zeros before it
+    /// with causal framing, reflect padding with centred framing).
     pub fn reset(&mut self) {
-        self.framer.reset();
-        let history = self.config.window - self.config.hop;
-        let zeros = [0.0f32; 256];
-        let mut left = history;
-        while left > 0 {
-            let n = left.min(zeros.len());
-            self.framer.push(&zeros[..n], |_| {});
-            left -= n;
+        match &mut self.framer {
+            Framing::Causal(framer) => {
+                framer.reset();
+                let history = self.config.window - self.config.hop;
+                let zeros = [0.0f32; 256];
+                let mut left = history;
+                while left > 0 {
+                    let n = left.min(zeros.len());
+                    framer.push(&zeros[..n], |_| {});
+                    left -= n;
+                }
+            }
+            Framing::Centered(framer) => framer.reset(),
         }
     }
 }
 
-/// dMel levels of a whole signal with the default recipe: `frames × 80` values, frame-major.
-/// The same as pushing the signal into a [`DmelStream`] in any chunks.
+/// dMel levels of a whole signal with the default recipe (causal framing): `frames × 80`
+/// values, frame-major. The same as pushing the signal into a [`DmelStream`] in any chunks.
 pub fn dmel(samples: &[f32]) -> Result<Vec<u8>, KernelError> {
     let mut stream = DmelStream::new(DmelConfig::default())?;
     let mut out = Vec::with_capacity(samples.len() / 200 * 80);

@@ -28,7 +28,7 @@ pub mod spectrum;
 pub mod vision;
 pub mod whisper;
 
-pub use dmel::{DmelConfig, DmelStream, dmel};
+pub use dmel::{DmelConfig, DmelFraming, DmelStream, dmel};
 pub use error::{KernelError, MAX_SAMPLE_MAGNITUDE};
 pub use silero::SileroFramer;
 pub use spectrum::{

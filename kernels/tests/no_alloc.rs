@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use kernels::{
-    DmelConfig, DmelStream, EfficientNetInput, Patchify, RgbFrame, SileroFramer, SmartTurnWindow,
-    StreamingKernel, WhisperLogMel, WhisperLogMelStream,
+    DmelConfig, DmelFraming, DmelStream, EfficientNetInput, Patchify, RgbFrame, SileroFramer,
+    SmartTurnWindow, StreamingKernel, WhisperLogMel, WhisperLogMelStream,
 };
 
 struct Counting;
@@ -60,6 +60,11 @@ fn audio_kernels_do_not_allocate_per_call() {
     let mut whisper = WhisperLogMelStream::new(16_000).unwrap();
     let mut dmel = DmelStream::new(DmelConfig::default()).unwrap();
     let mut silero = SileroFramer::new(16_000).unwrap();
+    let mut centred = DmelStream::new(DmelConfig {
+        framing: DmelFraming::Centered,
+        ..DmelConfig::default()
+    })
+    .unwrap();
     let n = allocations(|| {
         for chunk in [1usize, 7, 160, 3200, 4999] {
             for piece in audio[..40_000].chunks(chunk) {
@@ -67,8 +72,12 @@ fn audio_kernels_do_not_allocate_per_call() {
                 dmel.push(piece, &mut |f| sink_total += f32::from(f[0]))
                     .unwrap();
                 silero.push(piece, &mut |f| sink_total += f[0]).unwrap();
+                centred
+                    .push(piece, &mut |f| sink_total += f32::from(f[0]))
+                    .unwrap();
             }
         }
+        centred.finish(&mut |f| sink_total += f32::from(f[0]));
         whisper.finish(&mut |f| sink_total += f[0]);
         silero.flush(&mut |f| sink_total += f[0]);
         dmel.reset();
