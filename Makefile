@@ -9,7 +9,7 @@ export ORT_DYLIB_PATH ?= $(GST_INTERACTION_CACHE)/models/onnxruntime/libonnxrunt
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 CARGO ?= cargo
 
-.PHONY: setup demo test build lint cargo-test bench
+.PHONY: setup demo test lint bench
 
 setup:
 	@bash scripts/setup.sh
@@ -19,9 +19,10 @@ demo: setup
 	GST_PLUGIN_PATH=$(CURDIR)/target/release bash scripts/demo.sh
 
 test: setup lint
+	@bash scripts/test-fetcher.sh
 	$(CARGO) build --workspace
-	GST_PLUGIN_PATH=$(CURDIR)/target/debug $(CARGO) test --workspace
 	@bash scripts/check-plugins.sh $(CURDIR)/target/debug
+	GST_PLUGIN_PATH=$(CURDIR)/target/debug bash scripts/cargo-test.sh --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -95,7 +95,9 @@ pub fn message_structure(name: &str, running_time: gst::ClockTime) -> gst::Struc
 
 /// The structure of `event` if it is named `name`.
 fn named<'a>(event: &'a gst::EventRef, name: &str) -> Option<&'a gst::StructureRef> {
-    event.structure().filter(|structure| structure.name() == name)
+    event
+        .structure()
+        .filter(|structure| structure.name() == name)
 }
 
 fn optional_time(structure: &gst::StructureRef, field: &str) -> Option<gst::ClockTime> {
