@@ -105,3 +105,233 @@ fn default_voice_speaks_a_sentence_with_continuous_timestamps_and_progress() {
     assert_eq!((completed.characters, completed.bytes), (chars, chars));
     assert_eq!(completed.running_time, end);
 }
+
+/// Lower-case words without punctuation.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric() || *c == '\'')
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Word error rate: word-level edit distance over the reference length.
+fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut previous: Vec<usize> = (0..=h.len()).collect();
+    for (i, rw) in r.iter().enumerate() {
+        let mut row = vec![i + 1; h.len() + 1];
+        for (j, hw) in h.iter().enumerate() {
+            let substitution = previous[j] + usize::from(rw != hw);
+            row[j + 1] = substitution.min(previous[j + 1] + 1).min(row[j] + 1);
+        }
+        previous = row;
+    }
+    previous[h.len()] as f64 / r.len().max(1) as f64
+}
+
+#[test]
+fn word_error_rate_counts_edits() {
+    assert_eq!(word_error_rate("the cat sat", "The cat sat."), 0.0);
+    assert!((word_error_rate("the cat sat on it", "a cat sat it") - 0.4).abs() < 1e-9);
+}
+
+/// Transcribes a WAV with the project's reference Whisper tiny.en transcriber.
+fn transcribe(wav: &std::path::Path) -> String {
+    let python = interaction_runtime::cache_root().join("venv/bin/python");
+    let script = workspace_root().join("models/whisper/transcribe.py");
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(wav)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup.sh)", python.display()));
+    assert!(
+        output.status.success(),
+        "transcribe.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn whisper_understands_the_default_voice() {
+    init();
+    // Two sentences without numbers (Whisper writes "ten" as "10"), streamed in word tokens
+    // as a language model would send them.
+    let text = "I would like to book a table for two people on Friday evening. \
+                Can you tell me what the weather will be like this weekend?";
+    let mut h = harness(&[]);
+    for token in text.split_inclusive(' ') {
+        h.push(text_buffer(token)).expect("push text");
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_until_eos(&mut h);
+    assert_continuous(&out.buffers, gst::ClockTime::ZERO);
+
+    let word_count = words(text).len();
+    let seconds = out.samples.len() as f64 / f64::from(RATE);
+    assert!(
+        (0.2 * word_count as f64..0.6 * word_count as f64).contains(&seconds),
+        "{seconds} s for {word_count} words"
+    );
+    // Both sentences were reported as played, in order.
+    let phrase_ends: Vec<u64> = out
+        .progress
+        .iter()
+        .filter(|p| p.reason == ProgressReason::Phrase)
+        .map(|p| p.characters)
+        .collect();
+    assert_eq!(phrase_ends.last().copied(), Some(text.chars().count() as u64));
+    assert!(phrase_ends.windows(2).all(|w| w[0] < w[1]), "{phrase_ends:?}");
+
+    let dir = scratch("whisper");
+    let wav = dir.join("speech.wav");
+    write_wav(&wav, &out.samples, RATE);
+    let transcript = transcribe(&wav);
+    std::fs::remove_dir_all(&dir).ok();
+    let wer = word_error_rate(text, &transcript);
+    assert!(wer <= 0.10, "WER {wer:.2}: heard {transcript:?}");
+}
+
+#[test]
+fn espeak_backend_speaks_at_its_own_rate() {
+    init();
+    let mut h = harness(&[
+        ("backend", "espeak"),
+        ("sentence-silence", "0"),
+    ]);
+    h.push(text_buffer(SENTENCE)).expect("push text");
+    h.push_event(gst::event::Eos::new());
+    let out = pull_until_eos(&mut h);
+    let caps = h.sinkpad().unwrap().current_caps().expect("caps");
+    let info = gst_audio::AudioInfo::from_caps(&caps).expect("audio caps");
+    assert_eq!(info.rate(), 22_050);
+    assert_continuous(&out.buffers, gst::ClockTime::ZERO);
+    let seconds = out.samples.len() as f64 / 22_050.0;
+    assert!((1.8..5.4).contains(&seconds), "{seconds} s for nine words");
+    assert!(rms(&out.samples) > 0.02);
+    assert_eq!(out.progress.last().map(|p| p.reason), Some(ProgressReason::Completed));
+}
+
+/// Sets up `element` alone in a pipeline, goes to PAUSED, returns the error message text.
+fn start_error(properties: &[(&str, &str)]) -> String {
+    init();
+    let mut builder = gst::ElementFactory::make("speechsynth");
+    for (name, value) in properties {
+        builder = builder.property_from_str(name, value);
+    }
+    let element = builder.build().unwrap();
+    let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([&element, &sink]).unwrap();
+    element.link(&sink).unwrap();
+    let result = pipeline.set_state(gst::State::Paused);
+    assert!(result.is_err(), "starting must fail");
+    let bus = pipeline.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(error) = message.view() else {
+        unreachable!()
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    format!("{} ({})", error.error(), error.debug().unwrap_or_default())
+}
+
+#[test]
+fn missing_corrupt_or_unconfigured_voices_fail_at_start() {
+    let dir = scratch("voices");
+    let missing = dir.join("missing.onnx");
+    let text = start_error(&[("voice", missing.to_str().unwrap())]);
+    assert!(text.contains("missing.onnx") && text.contains("does not exist"), "{text}");
+
+    // A corrupt model with a valid config.
+    let default_voice =
+        interaction_runtime::model_file("piper/en_US-joe-medium.onnx").expect("default voice");
+    let corrupt = dir.join("corrupt.onnx");
+    std::fs::write(&corrupt, b"\x08\x07 this is not a protobuf").unwrap();
+    std::fs::copy(
+        gstspeech::voice::config_path(&default_voice),
+        gstspeech::voice::config_path(&corrupt),
+    )
+    .unwrap();
+    let text = start_error(&[("voice", corrupt.to_str().unwrap())]);
+    assert!(text.contains("corrupt.onnx") && text.contains("could not be loaded"), "{text}");
+
+    // A good model without its .onnx.json.
+    let lonely = dir.join("lonely.onnx");
+    std::os::unix::fs::symlink(&default_voice, &lonely).unwrap();
+    let text = start_error(&[("voice", lonely.to_str().unwrap())]);
+    assert!(text.contains("lonely.onnx.json") && text.contains("does not exist"), "{text}");
+
+    // An espeak-ng voice that does not exist.
+    let text = start_error(&[
+        ("backend", "espeak"),
+        ("voice", "nonexistentvoice"),
+    ]);
+    assert!(text.contains("nonexistentvoice"), "{text}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn empty_text_and_emoji_give_silence_and_eos() {
+    init();
+    let mut h = harness(&[]);
+    h.push_event(Speak { utterance_id: 1 }.to_event());
+    h.push(text_buffer("")).expect("push empty");
+    h.push_event(Speak { utterance_id: 2 }.to_event());
+    h.push(text_buffer("😀 🎉👍🏽")).expect("push emoji");
+    h.push_event(gst::event::Eos::new());
+    let out = pull_until_eos(&mut h);
+    assert!(out.samples.iter().all(|&s| s == 0.0), "no speech expected");
+    // Both utterances are reported complete: the first with nothing, the second with all
+    // its (unpronounceable) characters.
+    let completed: Vec<&Progress> = out
+        .progress
+        .iter()
+        .filter(|p| p.reason == ProgressReason::Completed)
+        .collect();
+    assert_eq!(completed.len(), 2, "{:?}", out.progress);
+    assert_eq!((completed[0].utterance_id, completed[0].characters), (1, 0));
+    assert_eq!((completed[1].utterance_id, completed[1].characters), (2, 5));
+}
+
+#[test]
+fn ten_kilobytes_in_one_buffer_start_at_once_and_stop_on_yield() {
+    init();
+    let paragraph = "The committee met on Tuesday, and after a long discussion it agreed to \
+                     publish the report. Everyone was pleased with the result! ";
+    let text = paragraph.repeat(10_240 / paragraph.len() + 1);
+    assert!(text.len() >= 10_240);
+    let mut h = harness(&[]);
+    let started = std::time::Instant::now();
+    h.push(text_buffer(&text)).expect("push 10 kB");
+    // The first phrase plays long before the whole text could have been synthesised.
+    let first = h.pull().expect("first audio");
+    let first_audio = started.elapsed();
+    assert_eq!(first.pts(), Some(gst::ClockTime::ZERO));
+    assert!(first_audio.as_secs_f64() < 10.0, "first audio after {first_audio:?}");
+    // Play about two seconds, then yield.
+    let mut buffers = vec![first];
+    while buffers.len() < 200 {
+        buffers.push(h.pull().expect("audio"));
+    }
+    h.push_event(Yield::default().to_event());
+    h.push_event(gst::event::Eos::new());
+    let out = pull_until_eos(&mut h);
+    buffers.extend(out.buffers);
+    assert_continuous(&buffers, gst::ClockTime::ZERO);
+    let seconds = buffers.iter().map(|b| b.size() / 2).sum::<usize>() as f64 / f64::from(RATE);
+    assert!(seconds < 60.0, "{seconds} s played after the yield");
+    let interrupted = out
+        .progress
+        .iter()
+        .find(|p| p.reason == ProgressReason::Interrupted)
+        .expect("an interrupted progress");
+    assert!(interrupted.characters > 0 && interrupted.characters < text.len() as u64 / 2);
+    assert!(text.is_char_boundary(interrupted.bytes as usize));
+}

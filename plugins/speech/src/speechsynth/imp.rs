@@ -1021,6 +1021,22 @@ impl SpeechSynth {
         while let Some(chunk) = queue.audio.front_mut() {
             if chunk.position >= chunk.total {
                 let chunk = queue.audio.pop_front().expect("front exists");
+                // A phrase with nothing to say (emoji, punctuation) still counts as heard.
+                if chunk.total == 0
+                    && let Some(heard) = chunk.heard_at(0)
+                {
+                    progress.push(Progress {
+                        utterance_id: heard.utterance,
+                        characters: heard.characters,
+                        bytes: heard.bytes,
+                        running_time: position,
+                        reason: ProgressReason::Phrase,
+                    });
+                    if queue.heard.is_none_or(|old| old.utterance != heard.utterance) {
+                        queue.completed = false;
+                    }
+                    queue.heard = Some(heard);
+                }
                 if chunk.end_marker
                     && let Some(utterance) = chunk.utterance
                 {

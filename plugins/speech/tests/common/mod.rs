@@ -1,7 +1,6 @@
 //! Helpers shared by the speechsynth tests.
 #![allow(dead_code)]
 
-use gst::prelude::*;
 use interaction_protocol::events::Progress;
 
 pub const RATE: u32 = 22_050;
@@ -15,10 +14,10 @@ pub fn init() {
 }
 
 /// A `speechsynth` with `properties` set, in a harness (which starts it at once).
-pub fn harness(properties: &[(&str, glib::Value)]) -> gst_check::Harness {
+pub fn harness(properties: &[(&str, &str)]) -> gst_check::Harness {
     let mut builder = gst::ElementFactory::make("speechsynth");
     for (name, value) in properties {
-        builder = builder.property(name, value.clone());
+        builder = builder.property_from_str(name, value);
     }
     let element = builder.build().expect("speechsynth");
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
