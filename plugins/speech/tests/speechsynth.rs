@@ -335,3 +335,100 @@ fn ten_kilobytes_in_one_buffer_start_at_once_and_stop_on_yield() {
     assert!(interrupted.characters > 0 && interrupted.characters < text.len() as u64 / 2);
     assert!(text.is_char_boundary(interrupted.bytes as usize));
 }
+
+/// The end of the last sample louder than -80 dBFS, as a running time.
+fn audio_end(buffers: &[gst::Buffer]) -> Option<gst::ClockTime> {
+    buffers.iter().rev().find_map(|buffer| {
+        let s = samples(buffer);
+        let last = s.iter().rposition(|x| x.abs() > 1e-4)?;
+        Some(
+            buffer.pts().unwrap()
+                + gst::ClockTime::from_nseconds((last as u64 + 1) * 1_000_000_000 / u64::from(RATE)),
+        )
+    })
+}
+
+#[test]
+fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
+    init();
+    let text = "The quick brown fox jumps over the lazy dog near the quiet river bank every morning.";
+    // No noise: the same text gives the same audio, so the cut is reproducible.
+    let mut h = harness(&[("is-live", "true"), ("noise-scale", "0"), ("noise-w", "0")]);
+    assert!(h.testclock().is_some(), "the harness drives a test clock");
+    h.push_event(Speak { utterance_id: 11 }.to_event());
+    h.push(text_buffer(text)).expect("push text");
+
+    // Silence flows on the clock while the phrase is synthesised; speech follows.
+    let mut buffers = Vec::new();
+    let mut speech_start = None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        h.crank_single_clock_wait().expect("clock wait");
+        let buffer = h.pull().expect("live output");
+        let loud = rms(&samples(&buffer)) > 0.005;
+        buffers.push(buffer);
+        if loud {
+            speech_start = Some(buffers.len());
+            break;
+        }
+    }
+    let speech_start = speech_start.expect("speech within the test");
+    // 1.2 s into the speech, yield.
+    for _ in 0..120 {
+        h.crank_single_clock_wait().expect("clock wait");
+        buffers.push(h.pull().expect("live output"));
+    }
+    let yield_time = h.testclock().unwrap().time();
+    assert_eq!(Some(yield_time), buffers.last().unwrap().pts());
+    h.push_event(Yield::default().to_event());
+    for _ in 0..20 {
+        h.crank_single_clock_wait().expect("clock wait");
+        buffers.push(h.pull().expect("live output"));
+    }
+    // Live output never stops: silence follows, timestamps stay continuous.
+    assert_continuous(&buffers, buffers[0].pts().unwrap());
+    assert!(buffers.iter().all(|b| b.size() / 2 <= 221));
+
+    let end = audio_end(&buffers).expect("some audio");
+    assert!(end > yield_time, "speech was still playing at the yield");
+    let overrun = end - yield_time;
+    assert!(overrun <= gst::ClockTime::from_mseconds(20), "audio went on {overrun} after the yield");
+    // A fade, not a click: the last 5 ms fall smoothly to silence.
+    let last_loud = buffers.iter().rposition(|b| samples(b).iter().any(|x| x.abs() > 1e-4)).unwrap();
+    let fade = samples(&buffers[last_loud]);
+    let fade_peak_end = fade.iter().rev().skip_while(|x| x.abs() <= 1e-4).take(10).fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!(fade_peak_end < 0.02, "the fade ends at {fade_peak_end}");
+
+    let progress = upstream_progress(&mut h);
+    let interrupted = progress
+        .iter()
+        .find(|p| p.reason == ProgressReason::Interrupted)
+        .expect("an interrupted progress");
+    assert_eq!(interrupted.utterance_id, 11);
+    assert!(interrupted.running_time.nseconds().abs_diff(end.nseconds()) <= 1_000_000);
+    let heard_text = &text[..interrupted.bytes as usize];
+    assert_eq!(heard_text.chars().count() as u64, interrupted.characters);
+    assert!(
+        interrupted.characters > 0 && interrupted.characters < text.len() as u64,
+        "{interrupted:?}"
+    );
+
+    // What was really played, transcribed: the words Whisper hears are the words the progress
+    // event names, give or take the word that the cut fell into.
+    let played: Vec<f32> = buffers[speech_start.saturating_sub(30)..]
+        .iter()
+        .flat_map(|b| samples(b))
+        .collect();
+    let dir = scratch("yield");
+    let wav = dir.join("played.wav");
+    write_wav(&wav, &played, RATE);
+    let transcript = transcribe(&wav);
+    std::fs::remove_dir_all(&dir).ok();
+    let (said, heard) = (words(heard_text), words(&transcript));
+    assert!(
+        said.len().abs_diff(heard.len()) <= 1,
+        "progress says {heard_text:?}, Whisper heard {transcript:?}"
+    );
+    let common = said.len().min(heard.len()).saturating_sub(1);
+    assert_eq!(said[..common], heard[..common], "Whisper heard {transcript:?}");
+}
