@@ -9,8 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use gst::prelude::*;
-use gstspeech::voice::{PiperVoice, SynthParams, Voice};
+use gstspeech::voice::{Collect, PiperVoice, SynthParams, Voice};
 
 const PHRASE: &str = "Please turn off the lights in the kitchen before bed.";
 const RUNS: usize = 7;
@@ -104,12 +103,12 @@ fn main() {
         let mut voice = PiperVoice::load(&path, threads).expect("load voice");
         let ids = voice.phoneme_ids(PHRASE).expect("phonemes");
         let params = SynthParams::default();
-        voice.synthesize_ids(ids.clone(), &params).expect("warm-up");
         let mut rtfs = Vec::new();
         for _ in 0..RUNS {
             let start = Instant::now();
-            let audio = voice.synthesize_ids(ids.clone(), &params).expect("synthesis");
-            rtfs.push(start.elapsed().as_secs_f64() / (audio.len() as f64 / 22_050.0));
+            let mut audio = Collect::default();
+            voice.run(ids.clone(), &params, &mut audio).expect("synthesis");
+            rtfs.push(start.elapsed().as_secs_f64() / (audio.samples.len() as f64 / 22_050.0));
         }
         let phonemes = {
             let start = Instant::now();
@@ -117,7 +116,8 @@ fn main() {
             start.elapsed().as_secs_f64() * 1000.0
         };
         println!(
-            "piper model alone, {threads} thread(s): RTF {:.3} (median of {RUNS}); espeak-ng phonemes {phonemes:.1} ms; rate {} Hz",
+            "piper model alone, {threads} thread(s), {}: RTF {:.3} (median of {RUNS}); espeak-ng phonemes {phonemes:.1} ms; rate {} Hz",
+            if voice.is_streaming() { "split graphs, pieces" } else { "whole model" },
             median(rtfs),
             voice.sample_rate()
         );

@@ -220,6 +220,11 @@ impl PhonemeIdMap {
         })
     }
 
+    /// The ids of the word separator (space).
+    pub fn space_ids(&self) -> Vec<i64> {
+        self.ids.get(&' ').cloned().unwrap_or_default()
+    }
+
     /// Piper's sequence: `^`, pad, then every known code point followed by pad, then `$`.
     /// Code points the voice does not know are skipped (as Piper does).
     pub fn ids(&self, ipa: &str) -> Vec<i64> {

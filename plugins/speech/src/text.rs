@@ -89,6 +89,36 @@ impl Phrase {
     }
 }
 
+impl Phrase {
+    /// [`Phrase::word_ends`] of the words that are spoken: words with a letter or a digit
+    /// (not emoji, dashes or lone punctuation).
+    pub fn word_ends_spoken(&self) -> Vec<(u64, u64)> {
+        let mut ends = Vec::new();
+        let mut chars = self.start_char;
+        let mut bytes = self.start_byte;
+        let mut word_has_letters = false;
+        let mut in_word = false;
+        for c in self.text.chars() {
+            if c.is_whitespace() {
+                if in_word && word_has_letters {
+                    ends.push((chars, bytes));
+                }
+                in_word = false;
+                word_has_letters = false;
+            } else {
+                in_word = true;
+                word_has_letters |= c.is_alphanumeric() && !is_emoji(c);
+            }
+            chars += 1;
+            bytes += c.len_utf8() as u64;
+        }
+        if in_word && word_has_letters {
+            ends.push((chars, bytes));
+        }
+        ends
+    }
+}
+
 /// Cuts a stream of text into phrases.
 #[derive(Debug, Clone, Default)]
 pub struct PhraseSplitter {

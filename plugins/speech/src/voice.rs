@@ -61,11 +61,59 @@ pub enum VoiceError {
     Inference(String),
 }
 
+/// Where a voice delivers a phrase while it synthesises it.
+pub trait SynthesisSink {
+    /// Sample offsets (from the start of the phrase's audio) where each spoken word ends, when
+    /// the voice knows them. Called before the audio.
+    fn word_ends(&mut self, ends: Vec<usize>);
+    /// The next piece of audio. Returns `false` when nobody wants the rest (the phrase was
+    /// dropped), and the voice stops early.
+    fn audio(&mut self, samples: &[f32]) -> bool;
+}
+
 /// A loaded voice that turns a phrase into mono float samples at [`Voice::sample_rate`].
 pub trait Voice: Send {
     fn sample_rate(&self) -> u32;
-    /// Synthesises one phrase. Empty output is allowed (nothing pronounceable).
-    fn synthesize(&mut self, text: &str, params: &SynthParams) -> Result<Vec<f32>, VoiceError>;
+    /// Synthesises one phrase into `sink`, in one or more pieces. Nothing pronounceable gives
+    /// no audio.
+    fn synthesize(
+        &mut self,
+        text: &str,
+        params: &SynthParams,
+        sink: &mut dyn SynthesisSink,
+    ) -> Result<(), VoiceError>;
+}
+
+/// Collects a whole phrase.
+#[derive(Debug, Default)]
+pub struct Collect {
+    pub samples: Vec<f32>,
+    pub word_ends: Option<Vec<usize>>,
+    /// How many pieces the audio came in.
+    pub pieces: usize,
+}
+
+impl SynthesisSink for Collect {
+    fn word_ends(&mut self, ends: Vec<usize>) {
+        self.word_ends = Some(ends);
+    }
+
+    fn audio(&mut self, samples: &[f32]) -> bool {
+        self.samples.extend_from_slice(samples);
+        self.pieces += 1;
+        true
+    }
+}
+
+/// Synthesises a whole phrase into memory.
+pub fn synthesize_all(
+    voice: &mut dyn Voice,
+    text: &str,
+    params: &SynthParams,
+) -> Result<Collect, VoiceError> {
+    let mut collect = Collect::default();
+    voice.synthesize(text, params, &mut collect)?;
+    Ok(collect)
 }
 
 /// The parts of a Piper `.onnx.json` this element uses.
@@ -123,14 +171,89 @@ pub fn config_path(model: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Frames decoded first (about 0.28 s of audio at 22 050 Hz): small, so the first audio
+/// leaves early.
+const FIRST_DECODE_FRAMES: usize = 24;
+/// Frames decoded at a time after the first piece.
+const DECODE_FRAMES: usize = 128;
+/// Frames of context on each side of a decoded piece. The decoder's receptive field is smaller
+/// than this: pieces join to within 1e-6 of a whole-phrase decode (see models/piper/README.md).
+const DECODE_MARGIN: usize = 12;
+/// Frames of the start symbol's silence kept before the speech (the model often predicts
+/// half a second there), and of the end symbol's silence kept after it.
+const LEAD_FRAMES: usize = 4;
+const TAIL_FRAMES: usize = 8;
+
+/// How the model runs.
+enum Engine {
+    /// The exported model in one piece: the whole phrase at once.
+    Whole(Session),
+    /// The encoder and decoder graphs made by `models/piper/split.py`: the latent is decoded
+    /// in pieces, and the phoneme durations give word times.
+    Split {
+        encoder: Session,
+        decoder: Session,
+        /// Audio samples per latent frame.
+        hop: usize,
+    },
+}
+
 /// A Piper voice in ONNX Runtime.
 pub struct PiperVoice {
-    session: Session,
+    engine: Engine,
     config: VoiceConfig,
     ids: PhonemeIdMap,
     espeak: Espeak,
     /// Multi-speaker voices have a `sid` input; this element speaks with speaker 0.
     has_speaker_input: bool,
+}
+
+/// The split graphs of a voice, if `models/piper/split.py` made them: beside the voice
+/// (`<name>.encoder.onnx`, `<name>.decoder.onnx`), or, for the cached default voice only, in
+/// `<cache>/derived/piper/` (where `models/piper/derive.sh` puts them, re-made whenever the
+/// cached voice changes).
+pub fn split_paths(model: &Path) -> Option<(PathBuf, PathBuf)> {
+    let name = model.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".onnx").unwrap_or(name);
+    let mut candidates = vec![model.parent()?.to_path_buf()];
+    let cached = interaction_runtime::models_dir().join("piper").join(name);
+    if model.canonicalize().ok() == cached.canonicalize().ok() {
+        candidates.push(interaction_runtime::cache_root().join("derived/piper"));
+    }
+    candidates.into_iter().find_map(|dir| {
+        let encoder = dir.join(format!("{stem}.encoder.onnx"));
+        let decoder = dir.join(format!("{stem}.decoder.onnx"));
+        (encoder.is_file() && decoder.is_file()).then_some((encoder, decoder))
+    })
+}
+
+fn session(model: &Path, threads: usize) -> Result<Session, VoiceError> {
+    let bad_model = |reason: String| VoiceError::BadModel {
+        path: model.to_owned(),
+        reason,
+    };
+    let environment = interaction_runtime::ort_environment()?;
+    let mut builder = Session::builder(environment)
+        .map_err(|e| bad_model(e.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| bad_model(e.to_string()))?;
+    if threads > 0 {
+        builder = builder
+            .with_intra_threads(threads)
+            .map_err(|e| bad_model(e.to_string()))?;
+    }
+    builder
+        .commit_from_file(model)
+        .map_err(|e| bad_model(e.to_string()))
+}
+
+fn has_names(session: &Session, inputs: &[&str], outputs: &[&str]) -> bool {
+    inputs
+        .iter()
+        .all(|name| session.inputs().iter().any(|i| i.name() == *name))
+        && outputs
+            .iter()
+            .all(|name| session.outputs().iter().any(|o| o.name() == *name))
 }
 
 impl PiperVoice {
@@ -170,42 +293,92 @@ impl PiperVoice {
         // Fails early if espeak-ng is missing or does not know the language.
         espeak.check()?;
 
-        let environment = interaction_runtime::ort_environment()?;
         let bad_model = |reason: String| VoiceError::BadModel {
             path: model.to_owned(),
             reason,
         };
-        let mut builder = Session::builder(environment)
-            .map_err(|e| bad_model(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| bad_model(e.to_string()))?;
-        if threads > 0 {
-            builder = builder
-                .with_intra_threads(threads)
-                .map_err(|e| bad_model(e.to_string()))?;
-        }
-        let session = builder
-            .commit_from_file(model)
-            .map_err(|e| bad_model(e.to_string()))?;
-        let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        for needed in ["input", "input_lengths", "scales"] {
-            if !inputs.contains(&needed) {
-                return Err(bad_model(format!(
-                    "the model has no `{needed}` input (inputs: {inputs:?})"
-                )));
+        let split = split_paths(model);
+        let whole = match &split {
+            // The split graphs replace the whole model; a multi-speaker voice is never split.
+            Some(_) => None,
+            None => Some(session(model, threads)?),
+        };
+        let has_speaker_input = whole
+            .as_ref()
+            .is_some_and(|whole| whole.inputs().iter().any(|i| i.name() == "sid"));
+        if let Some(whole) = &whole {
+            let inputs: Vec<&str> = whole.inputs().iter().map(|i| i.name()).collect();
+            for needed in ["input", "input_lengths", "scales"] {
+                if !inputs.contains(&needed) {
+                    return Err(bad_model(format!(
+                        "the model has no `{needed}` input (inputs: {inputs:?})"
+                    )));
+                }
+            }
+            if !whole.outputs().iter().any(|o| o.name() == "output") {
+                return Err(bad_model("the model has no `output` output".into()));
             }
         }
-        let has_speaker_input = inputs.contains(&"sid");
-        if !session.outputs().iter().any(|o| o.name() == "output") {
-            return Err(bad_model("the model has no `output` output".into()));
-        }
-        Ok(Self {
-            session,
+        let engine = match (whole, split) {
+            (Some(whole), _) => Engine::Whole(whole),
+            (None, Some((encoder, decoder))) => Self::load_split(&encoder, &decoder, threads)?,
+            (None, None) => unreachable!("one of the two is loaded"),
+        };
+        let mut voice = Self {
+            engine,
             config,
             ids,
             espeak,
             has_speaker_input,
+        };
+        // A first run: checks the model end to end and takes ONNX Runtime's first-run cost
+        // at start instead of on the first phrase.
+        let ids = voice.ids.ids("ə");
+        voice.run(ids, &SynthParams::default(), &mut Collect::default())?;
+        Ok(voice)
+    }
+
+    fn load_split(encoder: &Path, decoder: &Path, threads: usize) -> Result<Engine, VoiceError> {
+        let encoder_session = session(encoder, threads)?;
+        let mut decoder_session = session(decoder, threads)?;
+        if !has_names(&encoder_session, &["input", "input_lengths", "scales"], &["z", "durations"])
+            || !has_names(&decoder_session, &["z"], &["output"])
+        {
+            return Err(VoiceError::BadModel {
+                path: encoder.to_owned(),
+                reason: "not made by models/piper/split.py (inputs or outputs differ)".into(),
+            });
+        }
+        // The hop: decode two frames of a zero latent of the encoder's width.
+        let channels = match encoder_session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == "z")
+            .and_then(|o| o.dtype().tensor_shape().map(|shape| shape.to_vec()))
+        {
+            Some(shape) if shape.len() == 3 && shape[1] > 0 => shape[1] as usize,
+            _ => 192,
+        };
+        let error = |e: ort::Error| VoiceError::Inference(e.to_string());
+        let z = Tensor::<f32>::from_array(([1usize, channels, 2], vec![0.0f32; channels * 2]))
+            .map_err(error)?;
+        let outputs = decoder_session.run(ort::inputs!["z" => z]).map_err(error)?;
+        let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(error)?;
+        let hop = audio.len() / 2;
+        drop(outputs);
+        if hop == 0 {
+            return Err(VoiceError::Inference("the decoder gives no audio".into()));
+        }
+        Ok(Engine::Split {
+            encoder: encoder_session,
+            decoder: decoder_session,
+            hop,
         })
+    }
+
+    /// Whether the split (streaming) graphs run.
+    pub fn is_streaming(&self) -> bool {
+        matches!(self.engine, Engine::Split { .. })
     }
 
     pub fn config(&self) -> &VoiceConfig {
@@ -221,12 +394,13 @@ impl PiperVoice {
         Ok(self.ids.ids(&ipa))
     }
 
-    /// Runs the model on phoneme ids.
-    pub fn synthesize_ids(
+    /// Runs the model on phoneme ids into `sink`.
+    pub fn run(
         &mut self,
         ids: Vec<i64>,
         params: &SynthParams,
-    ) -> Result<Vec<f32>, VoiceError> {
+        sink: &mut dyn SynthesisSink,
+    ) -> Result<(), VoiceError> {
         let inference = self.config.inference;
         let rate = params.rate.clamp(0.1, 10.0) as f32;
         let scales = vec![
@@ -236,24 +410,97 @@ impl PiperVoice {
         ];
         let length = ids.len();
         let error = |e: ort::Error| VoiceError::Inference(e.to_string());
-        let input = Tensor::<i64>::from_array(([1usize, length], ids)).map_err(error)?;
+        let spaces = self.ids.space_ids();
+        let input = Tensor::<i64>::from_array(([1usize, length], ids.clone())).map_err(error)?;
         let lengths = Tensor::<i64>::from_array(([1usize], vec![length as i64])).map_err(error)?;
         let scales = Tensor::<f32>::from_array(([3usize], scales)).map_err(error)?;
-        let outputs = if self.has_speaker_input {
-            let speaker = Tensor::<i64>::from_array(([1usize], vec![0i64])).map_err(error)?;
-            self.session.run(ort::inputs![
-                "input" => input, "input_lengths" => lengths, "scales" => scales, "sid" => speaker
-            ])
-        } else {
-            self.session.run(
-                ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales],
-            )
+        match &mut self.engine {
+            Engine::Whole(session) => {
+                let outputs = if self.has_speaker_input {
+                    let speaker =
+                        Tensor::<i64>::from_array(([1usize], vec![0i64])).map_err(error)?;
+                    session.run(ort::inputs![
+                        "input" => input, "input_lengths" => lengths, "scales" => scales, "sid" => speaker
+                    ])
+                } else {
+                    session.run(
+                        ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales],
+                    )
+                }
+                .map_err(error)?;
+                let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(error)?;
+                let audio: Vec<f32> = audio.iter().map(|s| s.clamp(-1.0, 1.0)).collect();
+                sink.audio(&audio);
+                Ok(())
+            }
+            Engine::Split {
+                encoder,
+                decoder,
+                hop,
+            } => {
+                let hop = *hop;
+                let outputs = encoder
+                    .run(ort::inputs!["input" => input, "input_lengths" => lengths, "scales" => scales])
+                    .map_err(error)?;
+                let (shape, z) = outputs["z"].try_extract_tensor::<f32>().map_err(error)?;
+                if shape.len() != 3 {
+                    return Err(VoiceError::Inference(format!("z has shape {shape:?}")));
+                }
+                let (channels, frames) = (shape[1] as usize, shape[2] as usize);
+                let z = z.to_vec();
+                let (_, durations) = outputs["durations"].try_extract_tensor::<f32>().map_err(error)?;
+                let durations: Vec<usize> = durations.iter().map(|d| d.max(0.0) as usize).collect();
+                drop(outputs);
+
+                // Trim the long silences the model puts on the start and end symbols.
+                let lead = durations.first().map_or(0, |d| d.saturating_sub(LEAD_FRAMES));
+                let tail = durations.last().map_or(0, |d| d.saturating_sub(TAIL_FRAMES));
+                let (first, end) = (lead.min(frames), frames.saturating_sub(tail).max(lead.min(frames)));
+
+                // Word ends: the frame where each space symbol starts, and the end of speech.
+                let mut ends = Vec::new();
+                let mut frame = 0usize;
+                for (id, duration) in ids.iter().zip(&durations) {
+                    if spaces.contains(id) {
+                        ends.push(frame.saturating_sub(first) * hop);
+                    }
+                    frame += duration;
+                }
+                let speech_end = frame.saturating_sub(durations.last().copied().unwrap_or(0));
+                ends.push(speech_end.saturating_sub(first) * hop);
+                ends.dedup();
+                sink.word_ends(ends);
+
+                let mut start = first;
+                let mut piece = FIRST_DECODE_FRAMES;
+                while start < end {
+                    let stop = (start + piece).min(end);
+                    let from = start.saturating_sub(DECODE_MARGIN).max(first.saturating_sub(DECODE_MARGIN));
+                    let to = (stop + DECODE_MARGIN).min(frames);
+                    let width = to - from;
+                    let mut window = Vec::with_capacity(channels * width);
+                    for channel in 0..channels {
+                        let row = channel * frames;
+                        window.extend_from_slice(&z[row + from..row + to]);
+                    }
+                    let window =
+                        Tensor::<f32>::from_array(([1usize, channels, width], window)).map_err(error)?;
+                    let outputs = decoder.run(ort::inputs!["z" => window]).map_err(error)?;
+                    let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(error)?;
+                    let skip = ((start - from) * hop).min(audio.len());
+                    let take = ((stop - start) * hop).min(audio.len() - skip);
+                    let audio: Vec<f32> =
+                        audio[skip..skip + take].iter().map(|s| s.clamp(-1.0, 1.0)).collect();
+                    drop(outputs);
+                    if !sink.audio(&audio) {
+                        return Ok(());
+                    }
+                    start = stop;
+                    piece = DECODE_FRAMES;
+                }
+                Ok(())
+            }
         }
-        .map_err(error)?;
-        let (_, audio) = outputs["output"]
-            .try_extract_tensor::<f32>()
-            .map_err(error)?;
-        Ok(audio.iter().map(|s| s.clamp(-1.0, 1.0)).collect())
     }
 }
 
@@ -262,12 +509,17 @@ impl Voice for PiperVoice {
         self.config.audio.sample_rate
     }
 
-    fn synthesize(&mut self, text: &str, params: &SynthParams) -> Result<Vec<f32>, VoiceError> {
+    fn synthesize(
+        &mut self,
+        text: &str,
+        params: &SynthParams,
+        sink: &mut dyn SynthesisSink,
+    ) -> Result<(), VoiceError> {
         let ids = self.phoneme_ids(text)?;
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        self.synthesize_ids(ids, params)
+        self.run(ids, params, sink)
     }
 }
 
@@ -300,7 +552,12 @@ impl Voice for EspeakVoice {
         self.sample_rate
     }
 
-    fn synthesize(&mut self, text: &str, params: &SynthParams) -> Result<Vec<f32>, VoiceError> {
+    fn synthesize(
+        &mut self,
+        text: &str,
+        params: &SynthParams,
+        sink: &mut dyn SynthesisSink,
+    ) -> Result<(), VoiceError> {
         let speed = (ESPEAK_WORDS_PER_MINUTE * params.rate).clamp(80.0, 500.0).round();
         let speed = format!("{speed}");
         let wav = self.espeak.run(&["--stdout", "-s", &speed], text)?;
@@ -311,7 +568,8 @@ impl Voice for EspeakVoice {
                 self.sample_rate
             )));
         }
-        Ok(samples)
+        sink.audio(&samples);
+        Ok(())
     }
 }
 
@@ -364,18 +622,19 @@ mod tests {
     fn espeak_voice_speaks_at_its_own_rate() {
         let mut voice = EspeakVoice::load("en-us").unwrap();
         assert_eq!(voice.sample_rate(), 22_050);
-        let slow = voice
-            .synthesize("one two three four five", &SynthParams::default())
-            .unwrap();
-        let fast = voice
-            .synthesize(
-                "one two three four five",
-                &SynthParams {
-                    rate: 2.0,
-                    ..SynthParams::default()
-                },
-            )
-            .unwrap();
+        let slow = synthesize_all(&mut voice, "one two three four five", &SynthParams::default())
+            .unwrap()
+            .samples;
+        let fast = synthesize_all(
+            &mut voice,
+            "one two three four five",
+            &SynthParams {
+                rate: 2.0,
+                ..SynthParams::default()
+            },
+        )
+        .unwrap()
+        .samples;
         // Five words at 175 words per minute: about 1.7 s.
         let seconds = slow.len() as f64 / 22_050.0;
         assert!((1.0..3.0).contains(&seconds), "{seconds} s");

@@ -23,7 +23,7 @@ use interaction_protocol::events::{
 
 use super::Backend;
 use crate::text::{Phrase, PhraseSplitter, SplitConfig, Utf8Stream, speakable};
-use crate::voice::{EspeakVoice, PiperVoice, SynthParams, Voice};
+use crate::voice::{EspeakVoice, PiperVoice, SynthParams, SynthesisSink, Voice};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -152,9 +152,10 @@ struct Heard {
     bytes: u64,
 }
 
-/// Synthesised audio of one job.
+/// Synthesised audio of one job. The worker appends to it while the source task plays it.
 #[derive(Debug)]
 struct Chunk {
+    id: u64,
     epoch: u64,
     utterance: Option<u64>,
     phrase: Option<Phrase>,
@@ -167,11 +168,28 @@ struct Chunk {
     /// Samples already output.
     position: usize,
     end_marker: bool,
+    /// The worker has finished this chunk (`total` and `voiced` are final).
+    complete: bool,
+    /// Where each spoken word ends (samples), when the voice knows.
+    word_ends: Option<Vec<usize>>,
 }
 
 impl Chunk {
     fn sample(&self, index: usize) -> f32 {
         self.speech.get(index).copied().unwrap_or(0.0)
+    }
+
+    /// Samples that can be output now.
+    fn available(&self) -> usize {
+        if self.complete {
+            self.total
+        } else {
+            self.speech.len()
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.complete && self.position >= self.total
     }
 
     /// What has been heard of this chunk's phrase after `position` samples: the end of the
@@ -185,7 +203,31 @@ impl Chunk {
             characters: phrase.end_char,
             bytes: phrase.end_byte,
         };
-        let (start, end) = self.voiced;
+        if self.complete && position >= self.speech.len() {
+            return Some(done);
+        }
+        // Exact word times from the voice, when its words are the text's words.
+        let text_words: Vec<(u64, u64)> = phrase.word_ends_spoken();
+        if let Some(ends) = &self.word_ends
+            && ends.len() == text_words.len()
+        {
+            let words_heard = ends.iter().take_while(|&&end| end <= position).count();
+            let (characters, bytes) = match words_heard {
+                0 => (phrase.start_char, phrase.start_byte),
+                n if n == ends.len() => (phrase.end_char, phrase.end_byte),
+                n => text_words[n - 1],
+            };
+            return Some(Heard {
+                utterance,
+                characters,
+                bytes,
+            });
+        }
+        let (start, end) = if self.complete {
+            self.voiced
+        } else {
+            (0, self.speech.len().max(1) * 2)
+        };
         if position >= end || end <= start {
             return Some(done);
         }
@@ -193,7 +235,7 @@ impl Chunk {
         let span = (phrase.end_char - phrase.start_char) as f64;
         let estimate = phrase.start_char as f64 + fraction * span;
         let (characters, bytes) = phrase
-            .word_ends()
+            .word_ends_spoken()
             .into_iter()
             .filter(|&(chars, _)| chars as f64 <= estimate)
             .next_back()
@@ -278,7 +320,7 @@ impl Queue {
     fn audio_ahead(&self) -> u64 {
         self.audio
             .iter()
-            .map(|chunk| (chunk.total - chunk.position) as u64)
+            .map(|chunk| chunk.available().saturating_sub(chunk.position) as u64)
             .sum()
     }
 
@@ -987,9 +1029,9 @@ impl SpeechSynth {
             if let Some(chunk) = queue
                 .audio
                 .iter_mut()
-                .find(|chunk| chunk.epoch < request.epoch && chunk.position < chunk.total)
+                .find(|chunk| chunk.epoch < request.epoch && chunk.position < chunk.available())
             {
-                faded = fade.min(chunk.total - chunk.position);
+                faded = fade.min(chunk.available() - chunk.position);
                 for i in 0..faded {
                     let gain = 1.0 - (i as f32 + 1.0) / faded as f32;
                     samples.push(chunk.sample(chunk.position + i) * gain * gain);
@@ -1019,7 +1061,7 @@ impl SpeechSynth {
 
         let mut progress = Vec::new();
         while let Some(chunk) = queue.audio.front_mut() {
-            if chunk.position >= chunk.total {
+            if chunk.finished() {
                 let chunk = queue.audio.pop_front().expect("front exists");
                 // A phrase with nothing to say (emoji, punctuation) still counts as heard.
                 if chunk.total == 0
@@ -1074,7 +1116,23 @@ impl SpeechSynth {
                 };
             }
             let start = chunk.position;
-            let count = block.min(chunk.total - start);
+            let count = block.min(chunk.available() - start);
+            if count == 0 {
+                // The worker is still decoding this phrase: an underrun.
+                if !progress.is_empty() {
+                    return Action::Progress(progress);
+                }
+                return if live {
+                    Action::Buffer {
+                        samples: vec![0.0; block],
+                        progress,
+                        started: None,
+                        yielded: false,
+                    }
+                } else {
+                    Action::Wait
+                };
+            }
             let samples: Vec<f32> = (start..start + count).map(|i| chunk.sample(i)).collect();
             chunk.position += count;
             let speech_end = chunk.speech.len();
@@ -1086,7 +1144,7 @@ impl SpeechSynth {
             {
                 started = Some((utterance, position));
             }
-            let phrase_done = start <= speech_end && speech_end <= start + count;
+            let phrase_done = chunk.complete && start <= speech_end && speech_end <= start + count;
             let heard = chunk.heard_at(chunk.position);
             if phrase_done
                 && let Some(heard) = heard
@@ -1225,6 +1283,36 @@ impl SpeechSynth {
     }
 }
 
+/// Delivers a phrase into its chunk in the audio queue as the voice makes it.
+struct ChunkSink<'a> {
+    shared: &'a Shared,
+    id: u64,
+    epoch: u64,
+}
+
+impl SynthesisSink for ChunkSink<'_> {
+    fn word_ends(&mut self, ends: Vec<usize>) {
+        let mut queue = self.shared.lock();
+        if let Some(chunk) = queue.audio.iter_mut().find(|chunk| chunk.id == self.id) {
+            chunk.word_ends = Some(ends);
+        }
+    }
+
+    fn audio(&mut self, samples: &[f32]) -> bool {
+        let mut queue = self.shared.lock();
+        if queue.epoch != self.epoch || queue.flushing || queue.shutdown {
+            return false;
+        }
+        let Some(chunk) = queue.audio.iter_mut().find(|chunk| chunk.id == self.id) else {
+            return false;
+        };
+        chunk.speech.extend_from_slice(samples);
+        drop(queue);
+        self.shared.changed.notify_all();
+        true
+    }
+}
+
 /// Synthesises jobs until shutdown. Owns the voice.
 fn worker_loop(
     element: glib::WeakRef<super::SpeechSynth>,
@@ -1234,6 +1322,7 @@ fn worker_loop(
 ) {
     let rate = voice.sample_rate();
     let max_ahead = u64::from(rate) * MAX_AUDIO_AHEAD_SECONDS;
+    let mut next_id = 0u64;
     loop {
         let job = {
             let mut queue = shared.lock();
@@ -1265,57 +1354,81 @@ fn worker_loop(
             JobKind::End => (None, None, 0, true),
             JobKind::Backchannel(text) => (speakable(&text), None, 0, false),
         };
-        let speech = match text {
-            Some(text) => match voice.synthesize(&text, &settings.params()) {
-                Ok(speech) => speech,
-                Err(error) => {
-                    if let Some(element) = element.upgrade() {
-                        gst::element_error!(
-                            element,
-                            gst::StreamError::Failed,
-                            ["Speech synthesis failed on {:?}: {}", text, error]
-                        );
-                    }
-                    let mut queue = shared.lock();
-                    queue.synthesizing = false;
-                    queue.failed = true;
-                    drop(queue);
-                    shared.changed.notify_all();
-                    continue;
-                }
-            },
-            None => Vec::new(),
-        };
-        if let Some(element) = element.upgrade() {
-            gst::debug!(
-                CAT,
-                obj = element,
-                "Synthesised {} samples in {:.1} ms: {:?}",
-                speech.len(),
-                started.elapsed().as_secs_f64() * 1000.0,
-                phrase.as_ref().map(|p| p.text.as_str())
-            );
+        let description = phrase.as_ref().map(|p| p.text.clone());
+        next_id += 1;
+        let id = next_id;
+        {
+            let mut queue = shared.lock();
+            if job.epoch != queue.epoch || queue.flushing {
+                queue.synthesizing = false;
+                drop(queue);
+                shared.changed.notify_all();
+                continue;
+            }
+            queue.audio.push_back(Chunk {
+                id,
+                epoch: job.epoch,
+                utterance: job.utterance,
+                phrase,
+                not_before: job.not_before,
+                speech: Vec::new(),
+                total: 0,
+                voiced: (0, 0),
+                position: 0,
+                end_marker,
+                complete: false,
+                word_ends: None,
+            });
         }
-        let silence = if speech.is_empty() {
-            0
-        } else {
-            (u64::from(rate) * u64::from(silence_ms) / 1000) as usize
+        let result = match text {
+            Some(text) => voice.synthesize(
+                &text,
+                &settings.params(),
+                &mut ChunkSink {
+                    shared: &shared,
+                    id,
+                    epoch: job.epoch,
+                },
+            ),
+            None => Ok(()),
         };
-        let chunk = Chunk {
-            epoch: job.epoch,
-            utterance: job.utterance,
-            phrase,
-            not_before: job.not_before,
-            total: speech.len() + silence,
-            voiced: voiced_range(&speech),
-            speech,
-            position: 0,
-            end_marker,
-        };
+        if let Err(error) = result {
+            if let Some(element) = element.upgrade() {
+                gst::element_error!(
+                    element,
+                    gst::StreamError::Failed,
+                    ["Speech synthesis failed on {:?}: {}", description, error]
+                );
+            }
+            let mut queue = shared.lock();
+            queue.audio.retain(|chunk| chunk.id != id);
+            queue.synthesizing = false;
+            queue.failed = true;
+            drop(queue);
+            shared.changed.notify_all();
+            continue;
+        }
         let mut queue = shared.lock();
         queue.synthesizing = false;
-        if job.epoch == queue.epoch && !queue.flushing {
-            queue.audio.push_back(chunk);
+        if let Some(chunk) = queue.audio.iter_mut().find(|chunk| chunk.id == id) {
+            let silence = if chunk.speech.is_empty() {
+                0
+            } else {
+                (u64::from(rate) * u64::from(silence_ms) / 1000) as usize
+            };
+            chunk.total = chunk.speech.len() + silence;
+            chunk.voiced = voiced_range(&chunk.speech);
+            chunk.complete = true;
+            if let Some(element) = element.upgrade() {
+                gst::debug!(
+                    CAT,
+                    obj = element,
+                    "Synthesised {} samples in {:.1} ms: {:?}",
+                    chunk.speech.len(),
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    description
+                );
+            }
         }
         drop(queue);
         shared.changed.notify_all();
