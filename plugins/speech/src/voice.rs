@@ -647,6 +647,59 @@ mod tests {
         ));
     }
 
+    /// The pieces decoded from the split graphs are the whole model's audio (without the long
+    /// leading silence), and the word times cover the phrase.
+    #[test]
+    fn split_graphs_stream_the_same_audio_as_the_whole_model() {
+        let cached = interaction_runtime::model_file("piper/en_US-joe-medium.onnx").unwrap();
+        let Some(_) = split_paths(&cached) else {
+            panic!("run models/piper/derive.sh (scripts/setup.sh does) to split the voice");
+        };
+        // A hard link under another name: the same model, but no split graphs beside it.
+        let dir = interaction_runtime::cache_root().join(format!("test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let alias = dir.join("alias.onnx");
+        std::fs::hard_link(&cached, &alias).unwrap();
+        std::fs::hard_link(config_path(&cached), config_path(&alias)).unwrap();
+        let mut whole_voice = PiperVoice::load(&alias, 0).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let mut split_voice = PiperVoice::load(&cached, 0).unwrap();
+        assert!(split_voice.is_streaming() && !whole_voice.is_streaming());
+
+        let text = "The quick brown fox jumps over the lazy dog near the river bank.";
+        let params = SynthParams {
+            noise_scale: Some(0.0),
+            noise_w: Some(0.0),
+            ..SynthParams::default()
+        };
+        let whole = synthesize_all(&mut whole_voice, text, &params).unwrap();
+        let split = synthesize_all(&mut split_voice, text, &params).unwrap();
+        assert_eq!(whole.pieces, 1);
+        assert!(split.pieces >= 3, "{} pieces", split.pieces);
+        let ends = split.word_ends.expect("word times");
+        assert_eq!(ends.len(), 13, "{ends:?}");
+        assert!(ends.windows(2).all(|w| w[0] < w[1]));
+        assert!(*ends.last().unwrap() <= split.samples.len());
+
+        // The split audio is the whole audio from some frame on (the trimmed lead: with
+        // noise_w = 0 the start symbol is short and nothing may be trimmed).
+        let hop = 256;
+        let compare = 20_000.min(split.samples.len());
+        let (best_lead, best_error) = (0..80)
+            .map(|lead| {
+                let error = whole.samples[lead * hop..lead * hop + compare]
+                    .iter()
+                    .zip(&split.samples[..compare])
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                (lead, error)
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap();
+        assert!(best_error < 1e-3, "max difference {best_error} at lead {best_lead}");
+        let tail = whole.samples.len() as i64 - (best_lead * hop + split.samples.len()) as i64;
+        assert!(tail >= 0 && tail % hop as i64 == 0, "tail {tail}");
+    }
+
     #[test]
     fn piper_errors_name_the_file() {
         let dir = std::env::temp_dir().join(format!("speech-voice-test-{}", std::process::id()));

@@ -428,6 +428,7 @@ fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
     write_wav(&wav, &played, RATE);
     let transcript = transcribe(&wav);
     std::fs::remove_dir_all(&dir).ok();
+    eprintln!("progress: {interrupted:?} = {heard_text:?}; Whisper heard {transcript:?}");
     let (said, heard) = (words(heard_text), words(&transcript));
     assert!(
         said.len().abs_diff(heard.len()) <= 1,
