@@ -9,7 +9,24 @@
 
 use std::time::{Duration, Instant};
 
-use gstspeech::voice::{Collect, PiperVoice, SynthParams, Voice};
+use gstspeech::voice::{PiperVoice, SynthParams, SynthesisSink, Voice};
+
+/// Notes when the first piece of audio arrives.
+struct FirstPiece {
+    start: Instant,
+    first: Option<Duration>,
+    samples: usize,
+}
+
+impl SynthesisSink for FirstPiece {
+    fn word_ends(&mut self, _ends: Vec<usize>) {}
+
+    fn audio(&mut self, samples: &[f32]) -> bool {
+        self.first.get_or_insert(self.start.elapsed());
+        self.samples += samples.len();
+        true
+    }
+}
 
 const PHRASE: &str = "Please turn off the lights in the kitchen before bed.";
 const RUNS: usize = 7;
@@ -55,7 +72,11 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn report(name: &str, properties: &[(&str, &str)]) -> (f64, f64) {
     run_once(properties); // warm-up: file cache, ONNX Runtime's first run
     let runs: Vec<Measure> = (0..RUNS).map(|_| run_once(properties)).collect();
-    let first_ms = median(runs.iter().map(|m| m.first_audio.as_secs_f64() * 1000.0).collect());
+    let first_ms = median(
+        runs.iter()
+            .map(|m| m.first_audio.as_secs_f64() * 1000.0)
+            .collect(),
+    );
     let rtf = median(
         runs.iter()
             .map(|m| m.total.as_secs_f64() / m.audio_seconds)
@@ -72,12 +93,23 @@ fn main() {
     gst::init().expect("GStreamer");
     gstspeech::plugin_register_static().expect("plugin");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("speechsynth benchmark: 10-word phrase {PHRASE:?}, {cores} cores");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "speechsynth benchmark: 10-word phrase {PHRASE:?}, {cores} cores, load average {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 
     let (espeak_first, espeak_rtf) = report("espeak backend (baseline)", &[("backend", "espeak")]);
     let (piper_first, piper_rtf) = report(
         "piper, default voice, threads=2",
         &[("threads", "2"), ("sentence-silence", "0")],
+    );
+    let (one_first, one_rtf) = report(
+        "piper, default voice, threads=1",
+        &[("threads", "1"), ("sentence-silence", "0")],
     );
     let (fast_first, _) = report(
         "piper, threads=2, first-phrase-words=4",
@@ -94,7 +126,7 @@ fn main() {
         fast_first / piper_first
     );
     println!(
-        "goals: first audio <= 100 ms: piper {piper_first:.0} ms, with first-phrase-words=4 {fast_first:.0} ms; RTF <= 0.15: piper {piper_rtf:.3}"
+        "goals: first audio <= 100 ms: piper {piper_first:.0} ms (threads=1: {one_first:.0} ms), with first-phrase-words=4 {fast_first:.0} ms; RTF <= 0.15: piper {piper_rtf:.3} (threads=1: {one_rtf:.3})"
     );
 
     // The model alone: phonemes are made once, the ONNX run is timed.
@@ -104,11 +136,18 @@ fn main() {
         let ids = voice.phoneme_ids(PHRASE).expect("phonemes");
         let params = SynthParams::default();
         let mut rtfs = Vec::new();
+        let mut firsts = Vec::new();
         for _ in 0..RUNS {
-            let start = Instant::now();
-            let mut audio = Collect::default();
-            voice.run(ids.clone(), &params, &mut audio).expect("synthesis");
-            rtfs.push(start.elapsed().as_secs_f64() / (audio.samples.len() as f64 / 22_050.0));
+            let mut sink = FirstPiece {
+                start: Instant::now(),
+                first: None,
+                samples: 0,
+            };
+            voice
+                .run(ids.clone(), &params, &mut sink)
+                .expect("synthesis");
+            rtfs.push(sink.start.elapsed().as_secs_f64() / (sink.samples as f64 / 22_050.0));
+            firsts.push(sink.first.unwrap_or_default().as_secs_f64() * 1000.0);
         }
         let phonemes = {
             let start = Instant::now();
@@ -116,8 +155,13 @@ fn main() {
             start.elapsed().as_secs_f64() * 1000.0
         };
         println!(
-            "piper model alone, {threads} thread(s), {}: RTF {:.3} (median of {RUNS}); espeak-ng phonemes {phonemes:.1} ms; rate {} Hz",
-            if voice.is_streaming() { "split graphs, pieces" } else { "whole model" },
+            "piper model alone, {threads} thread(s), {}: first piece {:.1} ms, RTF {:.3} (median of {RUNS}); espeak-ng phonemes {phonemes:.1} ms; rate {} Hz",
+            if voice.is_streaming() {
+                "split graphs, pieces"
+            } else {
+                "whole model"
+            },
+            median(firsts),
             median(rtfs),
             voice.sample_rate()
         );

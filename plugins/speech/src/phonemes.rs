@@ -285,6 +285,9 @@ mod tests {
         // A leading dash is text, not an option.
         assert!(espeak.phrase_ipa("-v hello").unwrap().contains("həlˈoʊ"));
         let missing = Espeak::new("nonexistentvoice").check().unwrap_err();
-        assert!(missing.to_string().contains("nonexistentvoice"), "{missing}");
+        assert!(
+            missing.to_string().contains("nonexistentvoice"),
+            "{missing}"
+        );
     }
 }

@@ -463,7 +463,12 @@ mod tests {
         );
         assert_eq!(
             texts(&phrases),
-            ["Hello there,", "how are you today?", "I am fine.", "Thanks!"]
+            [
+                "Hello there,",
+                "how are you today?",
+                "I am fine.",
+                "Thanks!"
+            ]
         );
         assert!(!phrases[0].sentence_end);
         assert!(phrases[1].sentence_end);
@@ -525,7 +530,10 @@ mod tests {
         assert_eq!(texts(&splitter.push("Hello there.")), ["Hello there."]);
         // A digit before the dot waits: it may be a decimal number.
         assert!(splitter.push(" It costs 3.").is_empty());
-        assert_eq!(texts(&splitter.push("50 dollars. ")), ["It costs 3.50 dollars."]);
+        assert_eq!(
+            texts(&splitter.push("50 dollars. ")),
+            ["It costs 3.50 dollars."]
+        );
         assert!(splitter.push("Mr.").is_empty());
         assert!(splitter.push(" Smith").is_empty());
         assert_eq!(texts(&splitter.finish()), ["Mr. Smith"]);
@@ -537,7 +545,10 @@ mod tests {
         let phrases = split_all(&text, SplitConfig::default());
         assert!(phrases.len() > 20, "{} phrases", phrases.len());
         assert!(phrases.iter().all(|p| p.text.len() <= 300));
-        let words: usize = phrases.iter().map(|p| p.text.split_whitespace().count()).sum();
+        let words: usize = phrases
+            .iter()
+            .map(|p| p.text.split_whitespace().count())
+            .sum();
         assert_eq!(words, 2000);
     }
 

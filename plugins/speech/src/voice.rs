@@ -49,7 +49,9 @@ pub enum VoiceError {
     MissingConfig { path: PathBuf },
     #[error("voice config {path} is not a valid Piper voice config: {reason}")]
     BadConfig { path: PathBuf, reason: String },
-    #[error("voice model {path} could not be loaded by ONNX Runtime (corrupt or not a Piper voice?): {reason}")]
+    #[error(
+        "voice model {path} could not be loaded by ONNX Runtime (corrupt or not a Piper voice?): {reason}"
+    )]
     BadModel { path: PathBuf, reason: String },
     #[error(transparent)]
     Runtime(#[from] interaction_runtime::Error),
@@ -341,8 +343,11 @@ impl PiperVoice {
     fn load_split(encoder: &Path, decoder: &Path, threads: usize) -> Result<Engine, VoiceError> {
         let encoder_session = session(encoder, threads)?;
         let mut decoder_session = session(decoder, threads)?;
-        if !has_names(&encoder_session, &["input", "input_lengths", "scales"], &["z", "durations"])
-            || !has_names(&decoder_session, &["z"], &["output"])
+        if !has_names(
+            &encoder_session,
+            &["input", "input_lengths", "scales"],
+            &["z", "durations"],
+        ) || !has_names(&decoder_session, &["z"], &["output"])
         {
             return Err(VoiceError::BadModel {
                 path: encoder.to_owned(),
@@ -363,7 +368,9 @@ impl PiperVoice {
         let z = Tensor::<f32>::from_array(([1usize, channels, 2], vec![0.0f32; channels * 2]))
             .map_err(error)?;
         let outputs = decoder_session.run(ort::inputs!["z" => z]).map_err(error)?;
-        let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(error)?;
+        let (_, audio) = outputs["output"]
+            .try_extract_tensor::<f32>()
+            .map_err(error)?;
         let hop = audio.len() / 2;
         drop(outputs);
         if hop == 0 {
@@ -428,7 +435,9 @@ impl PiperVoice {
                     )
                 }
                 .map_err(error)?;
-                let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(error)?;
+                let (_, audio) = outputs["output"]
+                    .try_extract_tensor::<f32>()
+                    .map_err(error)?;
                 let audio: Vec<f32> = audio.iter().map(|s| s.clamp(-1.0, 1.0)).collect();
                 sink.audio(&audio);
                 Ok(())
@@ -448,14 +457,23 @@ impl PiperVoice {
                 }
                 let (channels, frames) = (shape[1] as usize, shape[2] as usize);
                 let z = z.to_vec();
-                let (_, durations) = outputs["durations"].try_extract_tensor::<f32>().map_err(error)?;
+                let (_, durations) = outputs["durations"]
+                    .try_extract_tensor::<f32>()
+                    .map_err(error)?;
                 let durations: Vec<usize> = durations.iter().map(|d| d.max(0.0) as usize).collect();
                 drop(outputs);
 
                 // Trim the long silences the model puts on the start and end symbols.
-                let lead = durations.first().map_or(0, |d| d.saturating_sub(LEAD_FRAMES));
-                let tail = durations.last().map_or(0, |d| d.saturating_sub(TAIL_FRAMES));
-                let (first, end) = (lead.min(frames), frames.saturating_sub(tail).max(lead.min(frames)));
+                let lead = durations
+                    .first()
+                    .map_or(0, |d| d.saturating_sub(LEAD_FRAMES));
+                let tail = durations
+                    .last()
+                    .map_or(0, |d| d.saturating_sub(TAIL_FRAMES));
+                let (first, end) = (
+                    lead.min(frames),
+                    frames.saturating_sub(tail).max(lead.min(frames)),
+                );
 
                 // Word ends: the frame where each space symbol starts, and the end of speech.
                 let mut ends = Vec::new();
@@ -475,7 +493,9 @@ impl PiperVoice {
                 let mut piece = FIRST_DECODE_FRAMES;
                 while start < end {
                     let stop = (start + piece).min(end);
-                    let from = start.saturating_sub(DECODE_MARGIN).max(first.saturating_sub(DECODE_MARGIN));
+                    let from = start
+                        .saturating_sub(DECODE_MARGIN)
+                        .max(first.saturating_sub(DECODE_MARGIN));
                     let to = (stop + DECODE_MARGIN).min(frames);
                     let width = to - from;
                     let mut window = Vec::with_capacity(channels * width);
@@ -483,14 +503,18 @@ impl PiperVoice {
                         let row = channel * frames;
                         window.extend_from_slice(&z[row + from..row + to]);
                     }
-                    let window =
-                        Tensor::<f32>::from_array(([1usize, channels, width], window)).map_err(error)?;
+                    let window = Tensor::<f32>::from_array(([1usize, channels, width], window))
+                        .map_err(error)?;
                     let outputs = decoder.run(ort::inputs!["z" => window]).map_err(error)?;
-                    let (_, audio) = outputs["output"].try_extract_tensor::<f32>().map_err(error)?;
+                    let (_, audio) = outputs["output"]
+                        .try_extract_tensor::<f32>()
+                        .map_err(error)?;
                     let skip = ((start - from) * hop).min(audio.len());
                     let take = ((stop - start) * hop).min(audio.len() - skip);
-                    let audio: Vec<f32> =
-                        audio[skip..skip + take].iter().map(|s| s.clamp(-1.0, 1.0)).collect();
+                    let audio: Vec<f32> = audio[skip..skip + take]
+                        .iter()
+                        .map(|s| s.clamp(-1.0, 1.0))
+                        .collect();
                     drop(outputs);
                     if !sink.audio(&audio) {
                         return Ok(());
@@ -558,7 +582,9 @@ impl Voice for EspeakVoice {
         params: &SynthParams,
         sink: &mut dyn SynthesisSink,
     ) -> Result<(), VoiceError> {
-        let speed = (ESPEAK_WORDS_PER_MINUTE * params.rate).clamp(80.0, 500.0).round();
+        let speed = (ESPEAK_WORDS_PER_MINUTE * params.rate)
+            .clamp(80.0, 500.0)
+            .round();
         let speed = format!("{speed}");
         let wav = self.espeak.run(&["--stdout", "-s", &speed], text)?;
         let (sample_rate, samples) = parse_wav(&wav)?;
@@ -592,7 +618,9 @@ pub fn parse_wav(bytes: &[u8]) -> Result<(u32, Vec<f32>), VoiceError> {
         ]) as usize;
         let body = offset + 8;
         if id == b"fmt " {
-            let fmt = bytes.get(body..body + 16).ok_or_else(|| bad("short fmt chunk"))?;
+            let fmt = bytes
+                .get(body..body + 16)
+                .ok_or_else(|| bad("short fmt chunk"))?;
             let format = u16::from_le_bytes([fmt[0], fmt[1]]);
             let channels = u16::from_le_bytes([fmt[2], fmt[3]]);
             let bits = u16::from_le_bytes([fmt[14], fmt[15]]);
@@ -622,9 +650,13 @@ mod tests {
     fn espeak_voice_speaks_at_its_own_rate() {
         let mut voice = EspeakVoice::load("en-us").unwrap();
         assert_eq!(voice.sample_rate(), 22_050);
-        let slow = synthesize_all(&mut voice, "one two three four five", &SynthParams::default())
-            .unwrap()
-            .samples;
+        let slow = synthesize_all(
+            &mut voice,
+            "one two three four five",
+            &SynthParams::default(),
+        )
+        .unwrap()
+        .samples;
         let fast = synthesize_all(
             &mut voice,
             "one two three four five",
@@ -638,7 +670,12 @@ mod tests {
         // Five words at 175 words per minute: about 1.7 s.
         let seconds = slow.len() as f64 / 22_050.0;
         assert!((1.0..3.0).contains(&seconds), "{seconds} s");
-        assert!(fast.len() * 10 < slow.len() * 7, "{} vs {}", fast.len(), slow.len());
+        assert!(
+            fast.len() * 10 < slow.len() * 7,
+            "{} vs {}",
+            fast.len(),
+            slow.len()
+        );
         let peak = slow.iter().fold(0.0f32, |m, s| m.max(s.abs()));
         assert!(peak > 0.1, "peak {peak}");
         assert!(matches!(
@@ -695,7 +732,10 @@ mod tests {
             })
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap();
-        assert!(best_error < 1e-3, "max difference {best_error} at lead {best_lead}");
+        assert!(
+            best_error < 1e-3,
+            "max difference {best_error} at lead {best_lead}"
+        );
         let tail = whole.samples.len() as i64 - (best_lead * hop + split.samples.len()) as i64;
         assert!(tail >= 0 && tail % hop as i64 == 0, "tail {tail}");
     }

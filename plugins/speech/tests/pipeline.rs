@@ -20,7 +20,10 @@ fn file_to_wav_pipeline_speaks_the_file() {
     let factory = gst::ElementFactory::find("speechsynth")
         .expect("speechsynth from GST_PLUGIN_PATH (build the workspace first)");
     let plugin = factory.plugin().expect("plugin");
-    assert!(plugin.filename().is_some(), "the element comes from libgstspeech.so");
+    assert!(
+        plugin.filename().is_some(),
+        "the element comes from libgstspeech.so"
+    );
 
     let dir = scratch("pipeline");
     let out = dir.join("speech.wav");

@@ -33,7 +33,12 @@ fn properties_round_trip() {
         element.property::<Option<String>>("voice").as_deref(),
         Some("/tmp/voice.onnx")
     );
-    for (name, value) in [("rate", 1.5f64), ("volume", 0.25), ("noise-scale", 0.3), ("noise-w", 0.5)] {
+    for (name, value) in [
+        ("rate", 1.5f64),
+        ("volume", 0.25),
+        ("noise-scale", 0.3),
+        ("noise-w", 0.5),
+    ] {
         element.set_property(name, value);
         assert_eq!(element.property::<f64>(name), value, "{name}");
     }
@@ -94,10 +99,12 @@ fn default_voice_speaks_a_sentence_with_continuous_timestamps_and_progress() {
     assert_eq!(phrase.utterance_id, 7);
     assert_eq!(phrase.characters, chars);
     // The phrase ends before its 200 ms of sentence silence.
-    let end = gst::ClockTime::from_nseconds(out.samples.len() as u64 * 1_000_000_000 / u64::from(RATE));
+    let end =
+        gst::ClockTime::from_nseconds(out.samples.len() as u64 * 1_000_000_000 / u64::from(RATE));
     let silence = end - phrase.running_time;
     assert!(
-        (gst::ClockTime::from_mseconds(190)..=gst::ClockTime::from_mseconds(210)).contains(&silence),
+        (gst::ClockTime::from_mseconds(190)..=gst::ClockTime::from_mseconds(210))
+            .contains(&silence),
         "{silence}"
     );
     let completed = out.progress.last().expect("progress");
@@ -148,7 +155,12 @@ fn transcribe(wav: &std::path::Path) -> String {
         .arg(&script)
         .arg(wav)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run scripts/setup.sh)", python.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (run scripts/setup.sh)",
+                python.display()
+            )
+        });
     assert!(
         output.status.success(),
         "transcribe.py failed: {}",
@@ -185,8 +197,14 @@ fn whisper_understands_the_default_voice() {
         .filter(|p| p.reason == ProgressReason::Phrase)
         .map(|p| p.characters)
         .collect();
-    assert_eq!(phrase_ends.last().copied(), Some(text.chars().count() as u64));
-    assert!(phrase_ends.windows(2).all(|w| w[0] < w[1]), "{phrase_ends:?}");
+    assert_eq!(
+        phrase_ends.last().copied(),
+        Some(text.chars().count() as u64)
+    );
+    assert!(
+        phrase_ends.windows(2).all(|w| w[0] < w[1]),
+        "{phrase_ends:?}"
+    );
 
     let dir = scratch("whisper");
     let wav = dir.join("speech.wav");
@@ -200,10 +218,7 @@ fn whisper_understands_the_default_voice() {
 #[test]
 fn espeak_backend_speaks_at_its_own_rate() {
     init();
-    let mut h = harness(&[
-        ("backend", "espeak"),
-        ("sentence-silence", "0"),
-    ]);
+    let mut h = harness(&[("backend", "espeak"), ("sentence-silence", "0")]);
     h.push(text_buffer(SENTENCE)).expect("push text");
     h.push_event(gst::event::Eos::new());
     let out = pull_until_eos(&mut h);
@@ -214,7 +229,10 @@ fn espeak_backend_speaks_at_its_own_rate() {
     let seconds = out.samples.len() as f64 / 22_050.0;
     assert!((1.8..5.4).contains(&seconds), "{seconds} s for nine words");
     assert!(rms(&out.samples) > 0.02);
-    assert_eq!(out.progress.last().map(|p| p.reason), Some(ProgressReason::Completed));
+    assert_eq!(
+        out.progress.last().map(|p| p.reason),
+        Some(ProgressReason::Completed)
+    );
 }
 
 /// Sets up `element` alone in a pipeline, goes to PAUSED, returns the error message text.
@@ -247,7 +265,10 @@ fn missing_corrupt_or_unconfigured_voices_fail_at_start() {
     let dir = scratch("voices");
     let missing = dir.join("missing.onnx");
     let text = start_error(&[("voice", missing.to_str().unwrap())]);
-    assert!(text.contains("missing.onnx") && text.contains("does not exist"), "{text}");
+    assert!(
+        text.contains("missing.onnx") && text.contains("does not exist"),
+        "{text}"
+    );
 
     // A corrupt model with a valid config.
     let default_voice =
@@ -260,19 +281,22 @@ fn missing_corrupt_or_unconfigured_voices_fail_at_start() {
     )
     .unwrap();
     let text = start_error(&[("voice", corrupt.to_str().unwrap())]);
-    assert!(text.contains("corrupt.onnx") && text.contains("could not be loaded"), "{text}");
+    assert!(
+        text.contains("corrupt.onnx") && text.contains("could not be loaded"),
+        "{text}"
+    );
 
     // A good model without its .onnx.json.
     let lonely = dir.join("lonely.onnx");
     std::os::unix::fs::symlink(&default_voice, &lonely).unwrap();
     let text = start_error(&[("voice", lonely.to_str().unwrap())]);
-    assert!(text.contains("lonely.onnx.json") && text.contains("does not exist"), "{text}");
+    assert!(
+        text.contains("lonely.onnx.json") && text.contains("does not exist"),
+        "{text}"
+    );
 
     // An espeak-ng voice that does not exist.
-    let text = start_error(&[
-        ("backend", "espeak"),
-        ("voice", "nonexistentvoice"),
-    ]);
+    let text = start_error(&[("backend", "espeak"), ("voice", "nonexistentvoice")]);
     assert!(text.contains("nonexistentvoice"), "{text}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -314,7 +338,10 @@ fn ten_kilobytes_in_one_buffer_start_at_once_and_stop_on_yield() {
     let first = h.pull().expect("first audio");
     let first_audio = started.elapsed();
     assert_eq!(first.pts(), Some(gst::ClockTime::ZERO));
-    assert!(first_audio.as_secs_f64() < 10.0, "first audio after {first_audio:?}");
+    assert!(
+        first_audio.as_secs_f64() < 10.0,
+        "first audio after {first_audio:?}"
+    );
     // Play about two seconds, then yield.
     let mut buffers = vec![first];
     while buffers.len() < 200 {
@@ -343,7 +370,9 @@ fn audio_end(buffers: &[gst::Buffer]) -> Option<gst::ClockTime> {
         let last = s.iter().rposition(|x| x.abs() > 1e-4)?;
         Some(
             buffer.pts().unwrap()
-                + gst::ClockTime::from_nseconds((last as u64 + 1) * 1_000_000_000 / u64::from(RATE)),
+                + gst::ClockTime::from_nseconds(
+                    (last as u64 + 1) * 1_000_000_000 / u64::from(RATE),
+                ),
         )
     })
 }
@@ -351,7 +380,8 @@ fn audio_end(buffers: &[gst::Buffer]) -> Option<gst::ClockTime> {
 #[test]
 fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
     init();
-    let text = "The quick brown fox jumps over the lazy dog near the quiet river bank every morning.";
+    let text =
+        "The quick brown fox jumps over the lazy dog near the quiet river bank every morning.";
     // No noise: the same text gives the same audio, so the cut is reproducible.
     let mut h = harness(&[("is-live", "true"), ("noise-scale", "0"), ("noise-w", "0")]);
     assert!(h.testclock().is_some(), "the harness drives a test clock");
@@ -396,11 +426,22 @@ fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
     let end = audio_end(&buffers).expect("some audio");
     assert!(end > yield_time, "speech was still playing at the yield");
     let overrun = end - yield_time;
-    assert!(overrun <= gst::ClockTime::from_mseconds(20), "audio went on {overrun} after the yield");
+    assert!(
+        overrun <= gst::ClockTime::from_mseconds(20),
+        "audio went on {overrun} after the yield"
+    );
     // A fade, not a click: the last 5 ms fall smoothly to silence.
-    let last_loud = buffers.iter().rposition(|b| samples(b).iter().any(|x| x.abs() > 1e-4)).unwrap();
+    let last_loud = buffers
+        .iter()
+        .rposition(|b| samples(b).iter().any(|x| x.abs() > 1e-4))
+        .unwrap();
     let fade = samples(&buffers[last_loud]);
-    let fade_peak_end = fade.iter().rev().skip_while(|x| x.abs() <= 1e-4).take(10).fold(0.0f32, |m, x| m.max(x.abs()));
+    let fade_peak_end = fade
+        .iter()
+        .rev()
+        .skip_while(|x| x.abs() <= 1e-4)
+        .take(10)
+        .fold(0.0f32, |m, x| m.max(x.abs()));
     assert!(fade_peak_end < 0.02, "the fade ends at {fade_peak_end}");
 
     let progress = upstream_progress(&mut h);
@@ -435,5 +476,9 @@ fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
         "progress says {heard_text:?}, Whisper heard {transcript:?}"
     );
     let common = said.len().min(heard.len()).saturating_sub(1);
-    assert_eq!(said[..common], heard[..common], "Whisper heard {transcript:?}");
+    assert_eq!(
+        said[..common],
+        heard[..common],
+        "Whisper heard {transcript:?}"
+    );
 }

@@ -130,7 +130,10 @@ impl Input {
 
 #[derive(Debug)]
 enum JobKind {
-    Phrase { phrase: Phrase, silence_ms: u32 },
+    Phrase {
+        phrase: Phrase,
+        silence_ms: u32,
+    },
     /// The end of an utterance: becomes a `completed` progress when it plays out.
     End,
     Backchannel(String),
@@ -237,8 +240,7 @@ impl Chunk {
         let (characters, bytes) = phrase
             .word_ends_spoken()
             .into_iter()
-            .filter(|&(chars, _)| chars as f64 <= estimate)
-            .next_back()
+            .rfind(|&(chars, _)| chars as f64 <= estimate)
             .unwrap_or((phrase.start_char, phrase.start_byte));
         Some(Heard {
             utterance,
@@ -354,7 +356,9 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -392,7 +396,9 @@ pub struct SpeechSynth {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl SpeechSynth {
@@ -411,19 +417,24 @@ impl SpeechSynth {
             Backend::Piper => {
                 let path = match &settings.voice {
                     Some(path) => std::path::PathBuf::from(path),
-                    None => interaction_runtime::model_file(DEFAULT_PIPER_VOICE).map_err(|e| {
-                        gst::error_msg!(gst::ResourceError::NotFound, ["{}", e])
-                    })?,
+                    None => interaction_runtime::model_file(DEFAULT_PIPER_VOICE)
+                        .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]))?,
                 };
                 let voice = PiperVoice::load(&path, settings.threads as usize).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ["Cannot load the voice: {}", e])
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ["Cannot load the voice: {}", e]
+                    )
                 })?;
                 Ok(Box::new(voice))
             }
             Backend::Espeak => {
                 let name = settings.voice.as_deref().unwrap_or(DEFAULT_ESPEAK_VOICE);
                 let voice = EspeakVoice::load(name).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::OpenRead, ["Cannot start espeak-ng: {}", e])
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        ["Cannot start espeak-ng: {}", e]
+                    )
                 })?;
                 Ok(Box::new(voice))
             }
@@ -583,7 +594,11 @@ impl SpeechSynth {
         if let Some(id) = request.utterance_id
             && id != input.utterance
         {
-            gst::debug!(CAT, imp = self, "Yield for utterance {id} ignored: not current");
+            gst::debug!(
+                CAT,
+                imp = self,
+                "Yield for utterance {id} ignored: not current"
+            );
             return true;
         }
         input.open = false;
@@ -767,9 +782,11 @@ impl SpeechSynth {
     }
 
     fn post(&self, structure: gst::Structure) {
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(structure).src(&*self.obj()).build());
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(structure)
+                .src(&*self.obj())
+                .build(),
+        );
     }
 
     // ---- the source task ------------------------------------------------------------------
@@ -1074,7 +1091,10 @@ impl SpeechSynth {
                         running_time: position,
                         reason: ProgressReason::Phrase,
                     });
-                    if queue.heard.is_none_or(|old| old.utterance != heard.utterance) {
+                    if queue
+                        .heard
+                        .is_none_or(|old| old.utterance != heard.utterance)
+                    {
                         queue.completed = false;
                     }
                     queue.heard = Some(heard);
@@ -1106,8 +1126,11 @@ impl SpeechSynth {
                 && let Some(not_before) = chunk.not_before
                 && not_before > position
             {
-                let gap = (not_before - position).mul_div_floor(rate, gst::ClockTime::SECOND.nseconds());
-                let gap = gap.map_or(block, |gap| gap.nseconds() as usize).clamp(1, block);
+                let gap =
+                    (not_before - position).mul_div_floor(rate, gst::ClockTime::SECOND.nseconds());
+                let gap = gap
+                    .map_or(block, |gap| gap.nseconds() as usize)
+                    .clamp(1, block);
                 return Action::Buffer {
                     samples: vec![0.0; gap],
                     progress,
@@ -1146,9 +1169,7 @@ impl SpeechSynth {
             }
             let phrase_done = chunk.complete && start <= speech_end && speech_end <= start + count;
             let heard = chunk.heard_at(chunk.position);
-            if phrase_done
-                && let Some(heard) = heard
-            {
+            if phrase_done && let Some(heard) = heard {
                 progress.push(Progress {
                     utterance_id: heard.utterance,
                     characters: heard.characters,
@@ -1158,7 +1179,10 @@ impl SpeechSynth {
                 });
             }
             if let Some(heard) = heard {
-                if queue.heard.is_none_or(|old| old.utterance != heard.utterance) {
+                if queue
+                    .heard
+                    .is_none_or(|old| old.utterance != heard.utterance)
+                {
                     queue.completed = false;
                 }
                 queue.heard = Some(heard);
@@ -1238,7 +1262,8 @@ impl SpeechSynth {
             QueryViewMut::Latency(latency) => {
                 let settings = self.settings();
                 if settings.is_live {
-                    let buffer = gst::ClockTime::from_mseconds(u64::from(settings.buffer_duration_ms));
+                    let buffer =
+                        gst::ClockTime::from_mseconds(u64::from(settings.buffer_duration_ms));
                     latency.set(true, buffer, Some(buffer));
                 } else {
                     latency.set(false, gst::ClockTime::ZERO, gst::ClockTime::NONE);
@@ -1246,9 +1271,7 @@ impl SpeechSynth {
                 true
             }
             QueryViewMut::Caps(caps) => {
-                let rate = self
-                    .shared()
-                    .map(|shared| shared.lock().sample_rate as i32);
+                let rate = self.shared().map(|shared| shared.lock().sample_rate as i32);
                 let mut builder = gst_audio::AudioCapsBuilder::new_interleaved()
                     .format_list([gst_audio::AudioFormat::S16le, gst_audio::AudioFormat::F32le])
                     .channels(1);
@@ -1258,7 +1281,9 @@ impl SpeechSynth {
                 };
                 let ours = builder.build();
                 let result = match caps.filter() {
-                    Some(filter) => filter.intersect_with_mode(&ours, gst::CapsIntersectMode::First),
+                    Some(filter) => {
+                        filter.intersect_with_mode(&ours, gst::CapsIntersectMode::First)
+                    }
                     None => ours,
                 };
                 caps.set_result(&result);
@@ -1604,7 +1629,6 @@ impl ObjectImpl for SpeechSynth {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = lock(&self.settings);
-        let latency_changed;
         match pspec.name() {
             "backend" => settings.backend = value.get().expect("type checked upstream"),
             "voice" => settings.voice = value.get().expect("type checked upstream"),
@@ -1628,7 +1652,7 @@ impl ObjectImpl for SpeechSynth {
             "threads" => settings.threads = value.get().expect("type checked upstream"),
             other => unreachable!("unknown property {other}"),
         }
-        latency_changed = matches!(pspec.name(), "buffer-duration" | "is-live");
+        let latency_changed = matches!(pspec.name(), "buffer-duration" | "is-live");
         drop(settings);
         if latency_changed {
             let _ = self

@@ -79,7 +79,8 @@ pub fn assert_continuous(buffers: &[gst::Buffer], start: gst::ClockTime) {
         assert_eq!(pts, expected, "gap or overlap at {pts}");
         let n = (buffer.size() / 2) as u64;
         samples_so_far += n;
-        let end = start + gst::ClockTime::from_nseconds(samples_so_far * 1_000_000_000 / u64::from(RATE));
+        let end =
+            start + gst::ClockTime::from_nseconds(samples_so_far * 1_000_000_000 / u64::from(RATE));
         assert_eq!(pts + buffer.duration().expect("duration"), end);
         expected = end;
     }
