@@ -11,10 +11,22 @@ use std::time::{Duration, Instant};
 
 use gstspeech::voice::{PiperVoice, SynthParams, SynthesisSink, Voice};
 
+/// CPU time this thread has run, from /proc/thread-self/schedstat (ns). With one ONNX Runtime
+/// thread the model runs on the calling thread, so this is what the synthesis costs on an idle
+/// core, whatever else the machine is doing.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
 /// Notes when the first piece of audio arrives.
 struct FirstPiece {
     start: Instant,
+    cpu_start: Duration,
     first: Option<Duration>,
+    first_cpu: Option<Duration>,
     samples: usize,
 }
 
@@ -23,6 +35,7 @@ impl SynthesisSink for FirstPiece {
 
     fn audio(&mut self, samples: &[f32]) -> bool {
         self.first.get_or_insert(self.start.elapsed());
+        self.first_cpu.get_or_insert(thread_cpu() - self.cpu_start);
         self.samples += samples.len();
         true
     }
@@ -137,17 +150,31 @@ fn main() {
         let params = SynthParams::default();
         let mut rtfs = Vec::new();
         let mut firsts = Vec::new();
+        let mut cpu_rtfs = Vec::new();
+        let mut cpu_firsts = Vec::new();
         for _ in 0..RUNS {
             let mut sink = FirstPiece {
                 start: Instant::now(),
+                cpu_start: thread_cpu(),
                 first: None,
+                first_cpu: None,
                 samples: 0,
             };
             voice
                 .run(ids.clone(), &params, &mut sink)
                 .expect("synthesis");
-            rtfs.push(sink.start.elapsed().as_secs_f64() / (sink.samples as f64 / 22_050.0));
+            let audio_seconds = sink.samples as f64 / 22_050.0;
+            rtfs.push(sink.start.elapsed().as_secs_f64() / audio_seconds);
             firsts.push(sink.first.unwrap_or_default().as_secs_f64() * 1000.0);
+            cpu_rtfs.push((thread_cpu() - sink.cpu_start).as_secs_f64() / audio_seconds);
+            cpu_firsts.push(sink.first_cpu.unwrap_or_default().as_secs_f64() * 1000.0);
+        }
+        if threads == 1 {
+            println!(
+                "piper model alone, 1 thread, CPU time of the calling thread (= an idle core): first piece {:.1} ms, RTF {:.3}",
+                median(cpu_firsts),
+                median(cpu_rtfs)
+            );
         }
         let phonemes = {
             let start = Instant::now();

@@ -244,6 +244,11 @@ fn session(model: &Path, threads: usize) -> Result<Session, VoiceError> {
             .with_intra_threads(threads)
             .map_err(|e| bad_model(e.to_string()))?;
     }
+    // Idle worker threads sleep instead of spinning: on a box shared with other models (and
+    // other processes), spinning threads steal the cores the synthesis needs.
+    builder = builder
+        .with_config_entry("session.intra_op.allow_spinning", "0")
+        .map_err(|e| bad_model(e.to_string()))?;
     builder
         .commit_from_file(model)
         .map_err(|e| bad_model(e.to_string()))
