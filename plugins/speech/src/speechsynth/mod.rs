@@ -85,10 +85,7 @@ glib::wrapper! {
 /// Registers `speechsynth` with `plugin`.
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     Backend::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
-    gst::Element::register(
-        Some(plugin),
-        "speechsynth",
-        gst::Rank::NONE,
-        SpeechSynth::static_type(),
-    )
+    // One line, so that scripts/check-plugins.sh finds the element name.
+    let (rank, element_type) = (gst::Rank::NONE, SpeechSynth::static_type());
+    gst::Element::register(Some(plugin), "speechsynth", rank, element_type)
 }
