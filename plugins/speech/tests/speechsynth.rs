@@ -482,3 +482,100 @@ fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
         "Whisper heard {transcript:?}"
     );
 }
+
+#[test]
+fn flush_reports_what_was_heard_and_restarts_at_zero() {
+    init();
+    let mut h = harness(&[]);
+    h.push_event(Speak { utterance_id: 5 }.to_event());
+    h.push(text_buffer(
+        "This long sentence is cut by a flush before it can end properly.",
+    ))
+    .expect("push text");
+    for _ in 0..30 {
+        h.pull().expect("audio before the flush");
+    }
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    let progress = upstream_progress(&mut h);
+    let interrupted = progress
+        .iter()
+        .find(|p| p.reason == ProgressReason::Interrupted)
+        .expect("an interrupted progress after the flush");
+    assert_eq!(interrupted.utterance_id, 5);
+    assert!(interrupted.characters < 64, "{interrupted:?}");
+
+    // After the flush, a new utterance plays from running time 0.
+    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    h.push_event(gst::event::Segment::new(&segment));
+    h.push_event(Speak { utterance_id: 6 }.to_event());
+    h.push(text_buffer("Hello again.")).expect("push text");
+    h.push_event(gst::event::Eos::new());
+    let out = pull_until_eos(&mut h);
+    let restart = out
+        .buffers
+        .iter()
+        .rposition(|b| b.flags().contains(gst::BufferFlags::DISCONT))
+        .expect("a discontinuity after the flush");
+    let after = &out.buffers[restart..];
+    assert_continuous(after, gst::ClockTime::ZERO);
+    let seconds = after.iter().map(|b| b.size() / 2).sum::<usize>() as f64 / f64::from(RATE);
+    assert!((0.4..2.0).contains(&seconds), "{seconds} s for two words");
+    let completed = out.progress.last().expect("progress");
+    assert_eq!(
+        (completed.utterance_id, completed.reason),
+        (6, ProgressReason::Completed)
+    );
+    assert_eq!(completed.characters, 12);
+}
+
+#[test]
+fn backchannel_is_spoken_when_idle_without_progress() {
+    init();
+    let mut h = harness(&[]);
+    h.push_event(
+        interaction_protocol::events::Backchannel {
+            text: "mm-hm".into(),
+        }
+        .to_event(),
+    );
+    let first = h.pull().expect("the back-channel plays");
+    assert_eq!(first.pts(), Some(gst::ClockTime::ZERO));
+    h.push_event(gst::event::Eos::new());
+    let mut out = pull_until_eos(&mut h);
+    out.buffers.insert(0, first);
+    let samples: Vec<f32> = out.buffers.iter().flat_map(|b| samples(b)).collect();
+    let seconds = samples.len() as f64 / f64::from(RATE);
+    assert!((0.2..1.5).contains(&seconds), "{seconds} s");
+    assert!(rms(&samples) > 0.01);
+    assert!(
+        out.progress.is_empty(),
+        "a back-channel is no utterance: {:?}",
+        out.progress
+    );
+}
+
+#[test]
+fn timestamped_text_is_not_spoken_before_its_running_time() {
+    init();
+    let mut h = harness(&[]);
+    let mut buffer = text_buffer("Now.");
+    buffer
+        .get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_seconds(2));
+    h.push(buffer).expect("push text");
+    h.push_event(gst::event::Eos::new());
+    let out = pull_until_eos(&mut h);
+    assert_continuous(&out.buffers, gst::ClockTime::ZERO);
+    let first_sound = out
+        .samples
+        .iter()
+        .position(|s| s.abs() > 1e-4)
+        .expect("speech");
+    let seconds = first_sound as f64 / f64::from(RATE);
+    assert!(
+        (2.0..2.3).contains(&seconds),
+        "speech starts at {seconds} s"
+    );
+}
