@@ -6,9 +6,11 @@
 //! - the source pad's task cuts chunks into buffers, paces them on the clock in live mode,
 //!   fades out on a yield and sends progress upstream.
 //!
-//! Locks: `settings`, `input`, `queue` (with its condition variable) and `output`.
-//! Order: `input` before `queue`, `output` before `queue`; `settings` is only ever taken alone
-//! (its values are cloned out). No lock is held across a push, a clock wait or a synthesis.
+//! Locks: `settings`, `input`, `queue` (with its condition variable), `output`, and the small
+//! `shared` and `worker` slots. Order: `input` before `queue`; `output` is never held with
+//! `queue`. `settings` and `shared` are leaves: taken briefly (values cloned out) and never
+//! held while another lock is taken. No lock is held across a push, a clock wait or a
+//! synthesis (the worker takes `queue` only between pieces).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};

@@ -55,8 +55,9 @@
 //! | `noise-w` | -1 | Piper duration variation; -1 = the voice's default |
 //! | `threads` | 0 | ONNX Runtime intra-op threads for Piper; 0 = ONNX Runtime decides |
 //!
-//! `backend`, `voice` and `threads` take effect at the next start (READY → PAUSED); the others
-//! at the next phrase (`volume` at the next buffer).
+//! `backend`, `voice`, `threads` and `is-live` take effect at the next start (READY →
+//! PAUSED); `volume`, `buffer-duration` and `fade-duration` at the next buffer; the others at
+//! the next phrase.
 
 use gst::glib;
 use gst::prelude::*;
