@@ -1,0 +1,86 @@
+//! Real speech for the tests: espeak-ng (a separate process) through sox to 16 kHz mono.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A scratch folder for this test binary's files, under the target dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("create the scratch folder");
+    dir
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("could not run {command:?}: {e} (is it installed? scripts/setup.sh installs it)")
+    });
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Speaks `text` with espeak-ng and writes it as a 16 kHz mono 16-bit WAV at `wav`.
+pub fn espeak_wav(text: &str, wav: &Path) {
+    let raw = wav.with_extension("espeak.wav");
+    run(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
+    run(Command::new("sox")
+        .arg(&raw)
+        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .arg(wav));
+}
+
+/// The samples of a WAV as 16 kHz mono f32 (sox converts; 16-bit input gives exactly
+/// sample / 32768, the same values numpy reads).
+pub fn read_16k(wav: &Path) -> Vec<f32> {
+    let output = Command::new("sox")
+        .arg(wav)
+        .args([
+            "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",
+        ])
+        .output()
+        .expect("run sox");
+    assert!(output.status.success(), "sox could not read {wav:?}");
+    output
+        .stdout
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
+}
+
+/// The Python reference transcriber's tokens (models/whisper/transcribe.py) for each WAV.
+pub fn python_reference_tokens(wavs: &[PathBuf]) -> Vec<Vec<u32>> {
+    let cache = interaction_runtime::cache_root();
+    let python = std::env::var("PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| cache.join("venv/bin/python"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper/transcribe.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg("--json")
+        .args(wavs)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("could not run {python:?} (run scripts/setup.sh to make the venv): {e}")
+        });
+    assert!(
+        output.status.success(),
+        "transcribe.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            value["tokens"]
+                .as_array()
+                .expect("tokens")
+                .iter()
+                .map(|t| t.as_u64().expect("token id") as u32)
+                .collect()
+        })
+        .collect()
+}
