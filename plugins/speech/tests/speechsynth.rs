@@ -113,60 +113,45 @@ fn default_voice_speaks_a_sentence_with_continuous_timestamps_and_progress() {
     assert_eq!(completed.running_time, end);
 }
 
-/// Lower-case words without punctuation.
+/// Normalised words (the shared rule of `interaction_asr`).
 fn words(text: &str) -> Vec<String> {
-    text.split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric() || *c == '\'')
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .filter(|w| !w.is_empty())
-        .collect()
+    interaction_asr::wer::normalize_words(text)
 }
 
-/// Word error rate: word-level edit distance over the reference length.
-fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
-    let (r, h) = (words(reference), words(hypothesis));
-    let mut previous: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut row = vec![i + 1; h.len() + 1];
-        for (j, hw) in h.iter().enumerate() {
-            let substitution = previous[j] + usize::from(rw != hw);
-            row[j + 1] = substitution.min(previous[j + 1] + 1).min(row[j] + 1);
-        }
-        previous = row;
-    }
-    previous[h.len()] as f64 / r.len().max(1) as f64
-}
-
-#[test]
-fn word_error_rate_counts_edits() {
-    assert_eq!(word_error_rate("the cat sat", "The cat sat."), 0.0);
-    assert!((word_error_rate("the cat sat on it", "a cat sat it") - 0.4).abs() < 1e-9);
-}
-
-/// Transcribes a WAV with the project's reference Whisper tiny.en transcriber.
-fn transcribe(wav: &std::path::Path) -> String {
-    let python = interaction_runtime::cache_root().join("venv/bin/python");
-    let script = workspace_root().join("models/whisper/transcribe.py");
-    let output = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(wav)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {}: {e} (run scripts/setup.sh)",
-                python.display()
-            )
-        });
-    assert!(
-        output.status.success(),
-        "transcribe.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+/// Transcribes 22 050 Hz speech with Whisper tiny.en (`interaction_asr`, the project's Rust
+/// transcriber), after resampling to 16 kHz with sox (a separate program).
+fn transcribe(samples: &[f32]) -> String {
+    let dir = scratch("transcribe");
+    let wav = dir.join("speech.wav");
+    let raw = dir.join("speech16k.raw");
+    write_wav(&wav, samples, RATE);
+    let status = std::process::Command::new("sox")
+        .arg(&wav)
+        .args([
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            "-t",
+            "raw",
+        ])
+        .arg(&raw)
+        .status()
+        .expect("sox must be installed (scripts/setup.sh)");
+    assert!(status.success());
+    let bytes = std::fs::read(&raw).expect("resampled audio");
+    std::fs::remove_dir_all(&dir).ok();
+    let audio: Vec<f32> = bytes
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect();
+    let mut whisper = interaction_asr::Whisper::load(interaction_asr::default_model_dir())
+        .expect("Whisper tiny.en (scripts/setup.sh converts it)");
+    whisper.transcribe(&audio).expect("transcription").text
 }
 
 #[test]
@@ -206,12 +191,8 @@ fn whisper_understands_the_default_voice() {
         "{phrase_ends:?}"
     );
 
-    let dir = scratch("whisper");
-    let wav = dir.join("speech.wav");
-    write_wav(&wav, &out.samples, RATE);
-    let transcript = transcribe(&wav);
-    std::fs::remove_dir_all(&dir).ok();
-    let wer = word_error_rate(text, &transcript);
+    let transcript = transcribe(&out.samples);
+    let wer = interaction_asr::word_error_rate(text, &transcript);
     assert!(wer <= 0.10, "WER {wer:.2}: heard {transcript:?}");
 }
 
@@ -464,11 +445,7 @@ fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
         .iter()
         .flat_map(|b| samples(b))
         .collect();
-    let dir = scratch("yield");
-    let wav = dir.join("played.wav");
-    write_wav(&wav, &played, RATE);
-    let transcript = transcribe(&wav);
-    std::fs::remove_dir_all(&dir).ok();
+    let transcript = transcribe(&played);
     eprintln!("progress: {interrupted:?} = {heard_text:?}; Whisper heard {transcript:?}");
     let (said, heard) = (words(heard_text), words(&transcript));
     assert!(
