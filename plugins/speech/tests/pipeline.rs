@@ -1,4 +1,5 @@
-//! Runs `pipelines/speech-file-to-wav.pipeline` with the plugin as built (`libgstspeech.so`
+//! Runs `pipelines/speech-file-to-wav.pipeline` and `pipelines/speech-live.pipeline` with the
+//! plugin as built (`libgstspeech.so`
 //! from `GST_PLUGIN_PATH`, else `<workspace>/target/debug`), as a user would with
 //! `scripts/gst-launch-file.sh`.
 
@@ -7,16 +8,80 @@ mod common;
 use common::{rms, scratch, workspace_root};
 use gst::prelude::*;
 
+/// GStreamer with the built plugin on its path.
+fn init() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if std::env::var_os("GST_PLUGIN_PATH").is_none() {
+            // SAFETY: runs once, before GStreamer starts and before any test reads the
+            // environment (every test calls init() first, under this Once).
+            unsafe {
+                std::env::set_var("GST_PLUGIN_PATH", workspace_root().join("target/debug"));
+            }
+        }
+        gst::init().expect("GStreamer");
+    });
+}
+
+#[test]
+fn live_pipeline_follows_the_clock_and_reports_latency() {
+    init();
+    let text_file = workspace_root().join("plugins/speech/tests/data/hello.txt");
+    let description = interaction_runtime::pipeline_file::load(
+        workspace_root().join("pipelines/speech-live.pipeline"),
+        &[
+            ("TEXT", text_file.to_str().unwrap()),
+            ("SINK", "fakesink sync=true name=sink"),
+        ],
+    )
+    .expect("pipeline file");
+    let pipeline = gst::parse::launch(&description)
+        .expect("parse the pipeline")
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let started = std::time::Instant::now();
+    pipeline.set_state(gst::State::Playing).expect("play");
+    let bus = pipeline.bus().unwrap();
+    // The pipeline is live: the latency query says so, with speechsynth's one buffer.
+    let _ = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(30),
+        &[gst::MessageType::AsyncDone],
+    );
+    let mut query = gst::query::Latency::new();
+    assert!(pipeline.query(&mut query));
+    let (live, min, _) = query.result();
+    assert!(live);
+    assert!(min >= gst::ClockTime::from_mseconds(10), "{min}");
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(120),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS or an error");
+    let elapsed = started.elapsed().as_secs_f64();
+    let sink = pipeline.by_name("sink").unwrap();
+    let last = sink
+        .property::<Option<gst::Sample>>("last-sample")
+        .and_then(|sample| sample.buffer_owned());
+    pipeline.set_state(gst::State::Null).unwrap();
+    if let gst::MessageView::Error(error) = message.view() {
+        panic!("pipeline error: {} ({:?})", error.error(), error.debug());
+    }
+    // Played in real time: the wall clock took at least as long as the audio.
+    let last = last.expect("audio reached the sink");
+    let end = last.pts().unwrap() + last.duration().unwrap();
+    let text = std::fs::read_to_string(&text_file).unwrap();
+    let words = text.split_whitespace().count() as f64;
+    assert!(end.seconds_f64() > 0.2 * words, "{end} of audio");
+    assert!(
+        elapsed >= end.seconds_f64() * 0.9,
+        "{elapsed} s wall for {end} of audio"
+    );
+}
+
 #[test]
 fn file_to_wav_pipeline_speaks_the_file() {
-    if std::env::var_os("GST_PLUGIN_PATH").is_none() {
-        // SAFETY: this test binary holds this one test, so no other thread reads the
-        // environment yet; GStreamer is not initialised before this line.
-        unsafe {
-            std::env::set_var("GST_PLUGIN_PATH", workspace_root().join("target/debug"));
-        }
-    }
-    gst::init().expect("GStreamer");
+    init();
     let factory = gst::ElementFactory::find("speechsynth")
         .expect("speechsynth from GST_PLUGIN_PATH (build the workspace first)");
     let plugin = factory.plugin().expect("plugin");
