@@ -179,6 +179,7 @@ def build(path):
         "frontend.dmel.log_min": "-7",
         "frontend.dmel.log_max": "2",
         "frontend.dmel.levels": str(LEVELS),
+        "frontend.dmel.framing": "causal",
         "frontend.patch": str(PATCH),
         "frontend.patch.mean": "0.5",
         "frontend.patch.std": "0.5",

@@ -156,7 +156,11 @@ fn session(
     }
     actions.clear();
     cascade
-        .finish(packets.len() as u64 * 200_000_000, &mut conversation, &mut actions)
+        .finish(
+            packets.len() as u64 * 200_000_000,
+            &mut conversation,
+            &mut actions,
+        )
         .expect("finish");
 
     println!();
@@ -194,7 +198,11 @@ fn session(
     println!(
         "all steps: p99 {:.1} ms -> goal p99 < 200 ms {}",
         ms(p99_all),
-        if p99_all < 200_000_000 { "met" } else { "NOT met" }
+        if p99_all < 200_000_000 {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     let wait_p50 = quantile(&eot_to_transcript, 0.5);
     let asr_p50 = quantile(&asr_times, 0.5);

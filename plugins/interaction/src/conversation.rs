@@ -121,6 +121,11 @@ struct Utterance {
     started: u64,
     progress_seen: bool,
     heard_bytes: usize,
+    /// Progress points (running time, bytes heard by then), in arrival order; a few per
+    /// utterance (one per phrase), dropped with the utterance.
+    points: Vec<(u64, usize)>,
+    /// Running time the synthesizer said the utterance ended (completed or interrupted).
+    ends_at: Option<u64>,
     estimated_end: u64,
     yielded_at: Option<u64>,
     request_id: Option<u64>,
@@ -194,8 +199,12 @@ impl Conversation {
     pub fn agent_speaking(&self, now: u64) -> bool {
         match &self.current {
             None => false,
-            Some(u) if u.progress_seen => true,
-            Some(u) => u.yielded_at.is_none() && now < u.estimated_end,
+            Some(u) if u.yielded_at.is_some() => false,
+            Some(u) => match u.ends_at {
+                Some(end) => now < end,
+                None if u.progress_seen => true,
+                None => now < u.estimated_end,
+            },
         }
     }
 
@@ -221,11 +230,14 @@ impl Conversation {
     /// passed and hands over actions deferred from progress events.
     pub fn begin(&mut self, now: u64, out: &mut Vec<Action>) {
         out.append(&mut self.deferred);
-        if let Some(u) = &self.current
-            && !u.progress_seen
-            && u.yielded_at.is_none()
-            && now >= u.estimated_end
-        {
+        let Some(u) = &self.current else { return };
+        if let Some(end) = u.ends_at {
+            // The synthesizer's end (in non-live pipelines it runs ahead of the micro-turns).
+            if now >= end {
+                let heard = u.heard_bytes;
+                self.finish_utterance(heard, end, out);
+            }
+        } else if !u.progress_seen && u.yielded_at.is_none() && now >= u.estimated_end {
             let end = u.estimated_end;
             let heard = u.text.len();
             self.finish_utterance(heard, end, out);
@@ -248,14 +260,19 @@ impl Conversation {
             .unwrap_or(usize::MAX)
             .min(u.text.len());
         u.heard_bytes = u.heard_bytes.max(bytes);
-        if matches!(
-            reason,
-            ProgressReason::Completed | ProgressReason::Interrupted
-        ) {
-            let heard = u.heard_bytes;
-            let mut out = std::mem::take(&mut self.deferred);
-            self.finish_utterance(heard, running_time, &mut out);
-            self.deferred = out;
+        if u.points.len() < 256 {
+            u.points.push((running_time, bytes));
+        }
+        match reason {
+            ProgressReason::Completed => u.ends_at = Some(running_time),
+            ProgressReason::Interrupted => {
+                // The answer to our yield: what was heard is known now.
+                let heard = u.heard_bytes;
+                let mut out = std::mem::take(&mut self.deferred);
+                self.finish_utterance(heard, running_time, &mut out);
+                self.deferred = out;
+            }
+            ProgressReason::Phrase => {}
         }
     }
 
@@ -303,6 +320,8 @@ impl Conversation {
             started: now,
             progress_seen: false,
             heard_bytes: 0,
+            points: Vec::new(),
+            ends_at: None,
             yielded_at: None,
             request_id,
         });
@@ -334,7 +353,18 @@ impl Conversation {
             utterance_id: Some(id),
             at: now,
         });
-        if !u.progress_seen {
+        if u.ends_at.is_some() {
+            // The synthesizer already finished the utterance ahead of time (non-live): what
+            // was heard by now is the last progress point at or before now.
+            let bytes = u
+                .points
+                .iter()
+                .filter(|(at, _)| *at <= now)
+                .map(|(_, b)| *b)
+                .max()
+                .unwrap_or(0);
+            self.finish_utterance(bytes, now, out);
+        } else if !u.progress_seen {
             // No synthesizer reports progress: estimate what was heard from the time spoken.
             let elapsed = now.saturating_sub(u.started) as f64 / 1e9;
             let chars = (elapsed * self.config.speaking_rate) as usize;
@@ -766,6 +796,46 @@ mod tests {
         let mut next = Vec::new();
         c.begin(700 * MS, &mut next);
         assert!(matches!(&next[0], Action::Caption(cap) if cap.text == "Hello" && cap.truncated));
+    }
+
+    #[test]
+    fn a_synthesizer_running_ahead_is_cut_at_its_progress_points() {
+        // Non-live: the synthesizer has already played everything (in its running time) when
+        // the micro-turns reach the barge-in; what was heard is its last point before it.
+        let mut c = Conversation::new(ConversationConfig::default());
+        let mut out = Vec::new();
+        c.request_reasoning("test", 0, &mut out);
+        c.on_text(
+            &[result("One two. Three four. Five six.", 1, true)],
+            0,
+            &mut out,
+        );
+        c.tick(1000 * MS, false, &mut out);
+        c.on_progress(1, 9, 1800 * MS, ProgressReason::Phrase);
+        c.on_progress(1, 21, 2600 * MS, ProgressReason::Phrase);
+        c.on_progress(1, 30, 3400 * MS, ProgressReason::Completed);
+        assert!(
+            c.agent_speaking(3000 * MS),
+            "speaking until its end running time"
+        );
+        assert!(!c.agent_speaking(3400 * MS));
+        out.clear();
+        c.barge_in(2500 * MS, "user", 2700 * MS, &mut out);
+        assert!(out.iter().any(|a| matches!(a, Action::Yield { .. })));
+        let last = c.record().last().unwrap();
+        assert_eq!(last.text, "One two. Three four.");
+        assert!(last.truncated);
+        // Completed without interruption: the whole text, ended at the synthesizer's time.
+        c.request_reasoning("test", 4000 * MS, &mut out);
+        c.on_text(&[result("Seven eight.", 2, true)], 4000 * MS, &mut out);
+        c.tick(4000 * MS, false, &mut out);
+        c.on_progress(2, 12, 5000 * MS, ProgressReason::Completed);
+        out.clear();
+        c.begin(4800 * MS, &mut out);
+        assert!(out.is_empty());
+        c.begin(5200 * MS, &mut out);
+        assert!(matches!(&out[0], Action::Caption(cap)
+            if cap.text == "Seven eight." && cap.end == 5000 * MS && !cap.truncated));
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub fn whisper_backend(
 ) -> Result<Box<dyn Transcribe>, String> {
     let options = interaction_asr::WhisperOptions {
         window_frames: ((window_seconds * 100.0) as usize).clamp(100, 3000),
+        // One thread: the streaming thread (VAD, Smart Turn) keeps the other core.
+        threads: 1,
         ..interaction_asr::WhisperOptions::default()
     };
     interaction_asr::Whisper::load_with(dir, &options)

@@ -103,6 +103,20 @@ fn metadata(session: &Session, path: &Path) -> Result<NativeFrontEnd, String> {
         log_min: number("frontend.dmel.log_min")? as f32,
         log_max: number("frontend.dmel.log_max")? as f32,
         levels: number("frontend.dmel.levels")? as usize,
+        framing: match meta
+            .custom("frontend.dmel.framing")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("causal") => kernels::dmel::DmelFraming::Causal,
+            Some("centered") => kernels::dmel::DmelFraming::Centered,
+            Some(other) => {
+                return Err(format!(
+                    "model {}: metadata frontend.dmel.framing \"{other}\" is not causal or centered",
+                    path.display()
+                ));
+            }
+        },
     };
     dmel.validate()
         .map_err(|e| format!("model {}: front end: {e}", path.display()))?;

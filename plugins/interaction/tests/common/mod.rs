@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
-use interaction_protocol::events::{Backchannel, Speak, Yield};
+use interaction_protocol::events::{Backchannel, Progress, Speak, Yield};
 use interaction_protocol::packet::{self, Header, PacketWriter, packet_flags};
 
 pub const RATE: usize = 16_000;
@@ -310,6 +310,8 @@ pub struct Run {
     /// Element messages of the element: (name, structure).
     pub messages: Vec<gst::Structure>,
     pub step_latency: Option<gst::Structure>,
+    /// Upstream *progress* events seen on the speech pad.
+    pub progress: Vec<Progress>,
 }
 
 impl Run {
@@ -392,6 +394,16 @@ pub fn element(properties: &[(&str, &str)]) -> gst::Element {
 /// Runs `buffers` through `appsrc ! element` (three fakesinks), non-live, and collects
 /// everything. Panics on a pipeline error.
 pub fn run_element(element: &gst::Element, buffers: Vec<gst::Buffer>) -> Run {
+    run_element_with(element, buffers, None)
+}
+
+/// As [`run_element`], with `speech_sink` (for example `speechsynth`) between the speech pad
+/// and its fakesink; the upstream *progress* events it sends are recorded in `progress`.
+pub fn run_element_with(
+    element: &gst::Element,
+    buffers: Vec<gst::Buffer>,
+    speech_sink: Option<gst::Element>,
+) -> Run {
     init();
     let pipeline = gst::Pipeline::new();
     let caps = gst::Caps::builder(packet::CAPS_NAME)
@@ -410,6 +422,7 @@ pub fn run_element(element: &gst::Element, buffers: Vec<gst::Buffer>) -> Run {
     pipeline.add(element).unwrap();
     src.link(element).unwrap();
     let outs: Vec<Arc<Mutex<Vec<Out>>>> = (0..3).map(|_| Arc::default()).collect();
+    let progress: Arc<Mutex<Vec<Progress>>> = Arc::default();
     for (pad_name, out) in ["speech", "transcript", "reasoning"].iter().zip(&outs) {
         let sink = gst::ElementFactory::make("fakesink")
             .property("sync", false)
@@ -419,7 +432,25 @@ pub fn run_element(element: &gst::Element, buffers: Vec<gst::Buffer>) -> Run {
         pipeline.add(&sink).unwrap();
         let pad = element.static_pad(pad_name).unwrap();
         record(&pad, out.clone());
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        match (&speech_sink, *pad_name) {
+            (Some(chain), "speech") => {
+                pipeline.add(chain).unwrap();
+                pad.link(&chain.static_pad("sink").unwrap()).unwrap();
+                chain.link(&sink).unwrap();
+                let progress = progress.clone();
+                pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                    if let Some(gst::PadProbeData::Event(event)) = &info.data
+                        && let Some(p) = Progress::parse(event)
+                    {
+                        progress.lock().unwrap().push(p);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+            }
+            _ => {
+                pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+            }
+        }
     }
     let bus = pipeline.bus().unwrap();
     pipeline
@@ -458,6 +489,7 @@ pub fn run_element(element: &gst::Element, buffers: Vec<gst::Buffer>) -> Run {
         reasoning: take(2),
         messages,
         step_latency,
+        progress: progress.lock().unwrap().clone(),
     }
 }
 
