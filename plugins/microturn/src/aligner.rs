@@ -117,6 +117,11 @@ impl AudioAccumulator {
         self.filled_until() >= self.turn_start + self.samples_per_turn
     }
 
+    /// How many more samples the next turn needs.
+    pub fn samples_needed(&self) -> u64 {
+        (self.turn_start + self.samples_per_turn).saturating_sub(self.filled_until())
+    }
+
     /// Whether any sample at or after the next turn's start is held.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
@@ -339,7 +344,8 @@ impl<D: FrameData> VideoAccumulator<D> {
         }
         if self.policy == VideoPolicy::Latest
             && let Some(last) = self.frames.back()
-            && last.running_time / self.turn_duration == running_time / self.turn_duration
+            && (last.running_time - window_start) / self.turn_duration
+                == (running_time - window_start) / self.turn_duration
             && last.running_time <= running_time
         {
             // Only the newest frame of a window is written: do not pile up older ones.
@@ -647,16 +653,13 @@ impl<D: FrameData> Aligner<D> {
             || self.text.iter().any(|text| !text.is_empty())
     }
 
-    /// Writes the next turn into the scratch buffer and returns it. `last` marks the final
-    /// packet, `timed_out` one pushed at its deadline with some input missing.
-    pub fn write_turn(&mut self, last: bool, timed_out: bool) -> Result<&[u8], PacketError> {
+    /// Writes the next turn into the scratch buffer and returns it. `timed_out` marks a turn
+    /// pushed at its deadline with some input missing.
+    pub fn write_turn(&mut self, timed_out: bool) -> Result<&[u8], PacketError> {
         let (start, end) = self.window();
         let mut flags = 0;
         if self.discont {
             flags |= packet_flags::DISCONT;
-        }
-        if last {
-            flags |= packet_flags::LAST;
         }
         if timed_out {
             flags |= packet_flags::TIMED_OUT;

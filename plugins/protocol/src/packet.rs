@@ -94,8 +94,6 @@ pub const NO_VIDEO_AGE: u64 = u64::MAX;
 pub mod packet_flags {
     /// The first packet after a start, a flush or a segment change.
     pub const DISCONT: u32 = 1;
-    /// The last packet before end of stream.
-    pub const LAST: u32 = 2;
     /// Pushed at its deadline in live mode although some input had not arrived.
     pub const TIMED_OUT: u32 = 4;
 }
@@ -107,7 +105,8 @@ pub mod audio_flags {
     pub const GAP: u32 = 1;
     /// The track's stream ended inside (or before) this turn; the rest is silence.
     pub const PARTIAL: u32 = 2;
-    /// The input had a discontinuity inside this turn (timestamps jumped; the aligner re-synced).
+    /// The input re-synced inside this turn: a DISCONT buffer or a timestamp jump beyond the
+    /// aligner's alignment threshold; the audio after it is placed by its timestamp.
     pub const DISCONT: u32 = 4;
 }
 
@@ -652,7 +651,7 @@ mod tests {
                 start: 1_400_000_000,
                 duration: 200_000_000,
                 audio_rate: 20,
-                flags: packet_flags::DISCONT,
+                flags: packet_flags::DISCONT | packet_flags::TIMED_OUT,
                 video_flags: video_flags::PRESENT,
                 video_age: 40_000_000,
                 samples_per_track: 4,

@@ -121,6 +121,8 @@ struct State {
     /// Text and video pads: no buffer before this running time will come (items and gap
     /// events seen so far).
     covered: HashMap<String, u64>,
+    /// Audio pads: samples of the head buffer already moved into the track.
+    audio_offsets: HashMap<String, usize>,
     pool: Option<(gst::BufferPool, usize)>,
 }
 
@@ -267,30 +269,29 @@ impl MicroturnMux {
             aligner: Some(aligner),
             formats,
             covered: HashMap::new(),
+            audio_offsets: HashMap::new(),
             pool,
         };
         Ok(())
     }
 
+    /// Moves the samples the next turn needs from an audio pad's head buffer, starting at
+    /// sample `offset` of that buffer, into its track. Returns the offset to go on from, or
+    /// `None` when the buffer is used up. The buffer stays queued on the pad until then, so
+    /// that the base class sees the pad as having data.
     fn feed_audio(
         &self,
         state: &mut State,
         pad: &gst_base::AggregatorPad,
         name: &str,
-        buffer: gst::Buffer,
-    ) -> Result<(), gst::FlowError> {
+        buffer: &gst::Buffer,
+        offset: usize,
+    ) -> Result<Option<usize>, gst::FlowError> {
         let Some(aligner) = state.aligner.as_mut() else {
             return Err(gst::FlowError::Flushing);
         };
         let rate = aligner.rate();
-        let format = state.formats.get(name).cloned();
-        let Some(track) = aligner.audio.iter_mut().find(|t| t.name() == name) else {
-            return Ok(());
-        };
-        let rt = running_time(pad, &buffer);
-        let discont = buffer.flags().contains(gst::BufferFlags::DISCONT);
-        let stats = &mut aligner.stats;
-        let bytes_per_sample = match format {
+        let bytes_per_sample = match state.formats.get(name) {
             Some(InputFormat::AudioF32) => 4,
             Some(InputFormat::AudioS16) => 2,
             _ => {
@@ -302,6 +303,17 @@ impl MicroturnMux {
                 return Err(gst::FlowError::NotNegotiated);
             }
         };
+        let Some(track) = aligner.audio.iter_mut().find(|t| t.name() == name) else {
+            return Ok(None);
+        };
+        let stats = &mut aligner.stats;
+        let first_chunk = offset == 0;
+        let rt = if first_chunk {
+            running_time(pad, buffer)
+        } else {
+            None
+        };
+        let discont = first_chunk && buffer.flags().contains(gst::BufferFlags::DISCONT);
         if buffer.flags().contains(gst::BufferFlags::GAP) {
             let count = if buffer.size() > 0 {
                 (buffer.size() / bytes_per_sample) as u64
@@ -311,28 +323,34 @@ impl MicroturnMux {
                     .map_or(0, |duration| aligner::sample_at(duration.nseconds(), rate))
             };
             track.push_gap(rt, discont, count, stats);
-            return Ok(());
+            return Ok(None);
         }
-        let map = buffer.map_readable().map_err(|_| {
-            gst::element_imp_error!(
-                self,
-                gst::ResourceError::Read,
-                ["cannot map an audio buffer"]
-            );
-            gst::FlowError::Error
-        })?;
-        if bytes_per_sample == 4 {
-            let samples = map
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-            track.push(rt, discont, samples, stats);
-        } else {
-            let samples = map
-                .chunks_exact(2)
-                .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0);
-            track.push(rt, discont, samples, stats);
+        let total = buffer.size() / bytes_per_sample;
+        let wanted = track.samples_needed().max(1) as usize;
+        let end = total.min(offset + wanted);
+        if end > offset {
+            let map = buffer.map_readable().map_err(|_| {
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Read,
+                    ["cannot map an audio buffer"]
+                );
+                gst::FlowError::Error
+            })?;
+            let bytes = &map[offset * bytes_per_sample..end * bytes_per_sample];
+            if bytes_per_sample == 4 {
+                let samples = bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+                track.push(rt, discont, samples, stats);
+            } else {
+                let samples = bytes
+                    .chunks_exact(2)
+                    .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0);
+                track.push(rt, discont, samples, stats);
+            }
         }
-        Ok(())
+        Ok((end < total).then_some(end))
     }
 
     fn feed_text(
@@ -580,10 +598,28 @@ impl MicroturnMux {
                         if complete {
                             break;
                         }
-                        let Some(buffer) = agg_pad.pop_buffer() else {
+                        let Some(buffer) = agg_pad.peek_buffer() else {
                             break;
                         };
-                        self.feed_audio(&mut state, agg_pad, &name, buffer)?;
+                        let offset = state.audio_offsets.get(name.as_str()).copied();
+                        let next = self.feed_audio(
+                            &mut state,
+                            agg_pad,
+                            &name,
+                            &buffer,
+                            offset.unwrap_or(0),
+                        )?;
+                        match state.audio_offsets.get_mut(name.as_str()) {
+                            Some(slot) => *slot = next.unwrap_or(0),
+                            None => {
+                                state
+                                    .audio_offsets
+                                    .insert(name.to_string(), next.unwrap_or(0));
+                            }
+                        }
+                        if next.is_none() {
+                            agg_pad.drop_buffer();
+                        }
                     }
                     let eos = agg_pad.is_eos() && !agg_pad.has_buffer();
                     let track = state.aligner.as_mut().and_then(|a| a.audio_mut(&name));
@@ -639,7 +675,7 @@ impl MicroturnMux {
         let turn = aligner.next_turn();
         let duration = aligner.turn_duration();
         let turn_start = aligner.window().0;
-        let bytes = aligner.write_turn(false, timed_out).map_err(|error| {
+        let bytes = aligner.write_turn(timed_out).map_err(|error| {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
@@ -652,19 +688,7 @@ impl MicroturnMux {
                 != 0
         });
         let mut buffer = self.output_buffer(pool, bytes)?;
-        let last = all_eos && !aligner.has_pending();
         drop(state);
-        if last {
-            // Mark the final packet; the header's flags live at byte 36.
-            let buffer = buffer.make_mut();
-            if let Ok(mut map) = buffer.map_writable()
-                && let Some(flags) = map.get_mut(36..40)
-            {
-                let value = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]])
-                    | packet_flags::LAST;
-                flags.copy_from_slice(&value.to_le_bytes());
-            }
-        }
         {
             let src_segment = obj.src_pad().segment();
             let pts = src_segment
@@ -930,6 +954,7 @@ impl ElementImpl for MicroturnMux {
             }
             state.formats.remove(name.as_str());
             state.covered.remove(name.as_str());
+            state.audio_offsets.remove(name.as_str());
         }
         self.obj().child_removed(pad, &name);
         self.parent_release_pad(pad);
