@@ -53,7 +53,7 @@ pub fn sample_at(running_time: u64, rate: u32) -> u64 {
 /// Samples per turn, or `None` when the turn duration is not a whole number of samples.
 pub fn samples_per_turn(turn_duration: u64, rate: u32) -> Option<u64> {
     let product = u128::from(turn_duration) * u128::from(rate);
-    (product % NANOS == 0 && product > 0).then(|| (product / NANOS) as u64)
+    (product % NANOS == 0 && product > 0).then_some((product / NANOS) as u64)
 }
 
 /// One mono audio track: samples waiting to be cut into turns, with gap bookkeeping.
@@ -85,9 +85,8 @@ impl AudioAccumulator {
         alignment_threshold: u64,
         turn_start: u64,
     ) -> Self {
-        let mut pending = Vec::new();
         // Room for a turn plus a generous input buffer: no reallocation in steady state.
-        pending.reserve(samples_per_turn as usize * 2 + rate as usize);
+        let pending = Vec::with_capacity(samples_per_turn as usize * 2 + rate as usize);
         Self {
             name: name.to_owned(),
             rate,

@@ -1155,19 +1155,19 @@ impl AggregatorImpl for MicroturnMux {
                     self.obj().src_pad().mark_reconfigure();
                 }
             }
-            gst::EventView::Segment(segment_event) => {
-                if segment_event.segment().format() != gst::Format::Time {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Format,
-                        [
-                            "pad {} got a {:?} segment; microturnmux takes TIME segments only",
-                            name,
-                            segment_event.segment().format()
-                        ]
-                    );
-                    return false;
-                }
+            gst::EventView::Segment(segment_event)
+                if segment_event.segment().format() != gst::Format::Time =>
+            {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "microturnmux takes TIME segments only (pad {} got {:?})",
+                        name,
+                        segment_event.segment().format()
+                    )
+                );
+                return false;
             }
             _ => {}
         }
