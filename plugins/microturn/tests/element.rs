@@ -683,3 +683,65 @@ fn wrong_audio_format_is_an_error_that_says_what_to_add() {
     assert!(text.contains("16000"), "{text}");
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn flushing_seek_restarts_turns_at_the_seek_position() {
+    init();
+    let pipeline = gst::parse::launch(
+        "audiotestsrc samplesperbuffer=160 ! audio/x-raw,format=F32LE,rate=16000 \
+         ! microturnmux name=mux ! appsink name=out sync=false",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let bus = pipeline.bus().unwrap();
+    bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(10),
+        &[gst::MessageType::AsyncDone],
+    )
+    .expect("preroll");
+    pipeline
+        .seek(
+            1.0,
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::SeekType::Set,
+            gst::ClockTime::from_seconds(2),
+            gst::SeekType::Set,
+            gst::ClockTime::from_seconds(3),
+        )
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut packets = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer_owned().unwrap();
+        let packet = parse(&buffer);
+        packets.push((buffer, packet));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    // After the seek: one second, five turns, starting again at turn 0 at the seek position.
+    assert_eq!(
+        packets.len(),
+        5,
+        "{:?}",
+        packets.iter().map(|(b, _)| b.pts()).collect::<Vec<_>>()
+    );
+    for (k, (buffer, packet)) in packets.iter().enumerate() {
+        let k = k as u64;
+        assert_eq!(packet.header.turn_index, k);
+        assert_eq!(
+            buffer.pts(),
+            Some(gst::ClockTime::from_mseconds(2000 + 200 * k))
+        );
+        assert_eq!(packet.audio[0].flags, 0, "turn {k}");
+    }
+    assert_eq!(
+        packets[0].1.header.flags & packet_flags::DISCONT,
+        packet_flags::DISCONT
+    );
+}

@@ -781,6 +781,21 @@ impl ObjectImpl for MicroturnMux {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = lock(&self.settings);
+        let running = lock(&self.state).aligner.is_some();
+        if running
+            && matches!(
+                pspec.name(),
+                "turn-duration" | "audio-rate" | "alignment-threshold"
+            )
+        {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{} can only change in the NULL or READY state; ignored",
+                pspec.name()
+            );
+            return;
+        }
         match pspec.name() {
             "turn-duration" => {
                 let turn_duration = value.get().unwrap_or(DEFAULT_TURN_DURATION);
