@@ -1,10 +1,10 @@
 //! `microturnmux` implementation.
 //!
-//! Lock order: `settings` before `state`. Neither lock is held across a push, a peer query or
-//! a call into the parent class.
+//! Lock order: `settings`, then `pads`, then `state`. No lock is held across a push, a peer
+//! query or a call into the parent class.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
@@ -126,9 +126,25 @@ struct State {
     pool: Option<(gst::BufferPool, usize)>,
 }
 
+/// A sink pad as the aggregate loop sees it: cloning one allocates nothing.
+#[derive(Clone)]
+struct PadEntry {
+    pad: super::MicroturnPad,
+    name: Arc<str>,
+}
+
+/// The sink pads, kept in step with pad requests and releases, and a vector the aggregate
+/// loop reuses to walk them without holding this lock.
+#[derive(Default)]
+struct Pads {
+    list: Vec<PadEntry>,
+    scratch: Vec<PadEntry>,
+}
+
 #[derive(Default)]
 pub struct MicroturnMux {
     settings: Mutex<Settings>,
+    pads: Mutex<Pads>,
     state: Mutex<State>,
 }
 
@@ -500,8 +516,12 @@ impl MicroturnMux {
             } else {
                 rt
             };
-            let entry = state.covered.entry(name.to_owned()).or_insert(0);
-            *entry = (*entry).max(covered);
+            match state.covered.get_mut(name) {
+                Some(entry) => *entry = (*entry).max(covered),
+                None => {
+                    state.covered.insert(name.to_owned(), covered);
+                }
+            }
             if is_gap {
                 continue;
             }
@@ -550,19 +570,30 @@ impl MicroturnMux {
     }
 
     fn step(&self, timeout: bool) -> Result<Step, gst::FlowError> {
+        // Walk a copy of the pad list (reused: no allocation in steady state), so that pads
+        // can be requested or released meanwhile.
+        let mut pads = {
+            let mut guard = lock(&self.pads);
+            let mut scratch = std::mem::take(&mut guard.scratch);
+            scratch.clear();
+            scratch.extend(guard.list.iter().cloned());
+            scratch
+        };
+        let result = self.step_with(&pads, timeout);
+        pads.clear();
+        lock(&self.pads).scratch = pads;
+        result
+    }
+
+    fn step_with(&self, pads: &[PadEntry], timeout: bool) -> Result<Step, gst::FlowError> {
         let obj = self.obj();
-        let pads: Vec<super::MicroturnPad> = obj
-            .sink_pads()
-            .into_iter()
-            .filter_map(|pad| pad.downcast().ok())
-            .collect();
         let mut state = lock(&self.state);
         if state.aligner.as_ref().is_some_and(|a| a.origin().is_none()) {
             // start-time-selection=first: turn 0 starts at the earliest input.
             let first = pads
                 .iter()
-                .filter_map(|pad| {
-                    let pad = pad.upcast_ref::<gst_base::AggregatorPad>();
+                .filter_map(|entry| {
+                    let pad = entry.pad.upcast_ref::<gst_base::AggregatorPad>();
                     pad.peek_buffer()
                         .and_then(|buffer| running_time(pad, &buffer))
                 })
@@ -573,7 +604,7 @@ impl MicroturnMux {
                     aligner.set_origin(first);
                 }
                 _ => {
-                    let all_eos = pads.iter().all(|pad| pad.is_eos());
+                    let all_eos = pads.iter().all(|entry| entry.pad.is_eos());
                     return Ok(if all_eos { Step::Eos } else { Step::NeedData });
                 }
             }
@@ -583,17 +614,18 @@ impl MicroturnMux {
         };
         let mut all_ready = true;
         let mut all_eos = true;
-        for pad in &pads {
-            let name = pad.name();
+        for entry in pads {
+            let pad = &entry.pad;
+            let name = &*entry.name;
             let loopback = pad.imp().is_loopback();
             let agg_pad = pad.upcast_ref::<gst_base::AggregatorPad>();
-            let (ready, eos) = match kind_of(&name) {
+            let (ready, eos) = match kind_of(name) {
                 Some(Kind::Audio) => {
                     loop {
                         let complete = state
                             .aligner
                             .as_mut()
-                            .and_then(|a| a.audio_mut(&name))
+                            .and_then(|a| a.audio_mut(name))
                             .is_none_or(|track| track.turn_complete());
                         if complete {
                             break;
@@ -601,15 +633,15 @@ impl MicroturnMux {
                         let Some(buffer) = agg_pad.peek_buffer() else {
                             break;
                         };
-                        let offset = state.audio_offsets.get(name.as_str()).copied();
+                        let offset = state.audio_offsets.get(name).copied();
                         let next = self.feed_audio(
                             &mut state,
                             agg_pad,
-                            &name,
+                            name,
                             &buffer,
                             offset.unwrap_or(0),
                         )?;
-                        match state.audio_offsets.get_mut(name.as_str()) {
+                        match state.audio_offsets.get_mut(name) {
                             Some(slot) => *slot = next.unwrap_or(0),
                             None => {
                                 state
@@ -622,7 +654,7 @@ impl MicroturnMux {
                         }
                     }
                     let eos = agg_pad.is_eos() && !agg_pad.has_buffer();
-                    let track = state.aligner.as_mut().and_then(|a| a.audio_mut(&name));
+                    let track = state.aligner.as_mut().and_then(|a| a.audio_mut(name));
                     match track {
                         Some(track) => {
                             track.set_eos(eos);
@@ -633,18 +665,12 @@ impl MicroturnMux {
                 }
                 Some(kind @ (Kind::Video | Kind::Text)) => {
                     if kind == Kind::Text
-                        && let Some(track) = state.aligner.as_mut().and_then(|a| a.text_mut(&name))
+                        && let Some(track) = state.aligner.as_mut().and_then(|a| a.text_mut(name))
                     {
                         track.set_loopback(loopback);
                     }
-                    let ready = self.pull_timed(
-                        &mut state,
-                        agg_pad,
-                        &name,
-                        kind,
-                        window_start,
-                        window_end,
-                    )?;
+                    let ready =
+                        self.pull_timed(&mut state, agg_pad, name, kind, window_start, window_end)?;
                     (ready, agg_pad.is_eos() && !agg_pad.has_buffer())
                 }
                 None => (true, true),
@@ -862,6 +888,10 @@ impl ObjectImpl for MicroturnMux {
             .build();
         obj.add_pad(&pad)
             .expect("a new element has no pad named audio yet");
+        lock(&self.pads).list.push(PadEntry {
+            pad,
+            name: Arc::from("audio"),
+        });
         let latency = gst::ClockTime::from_nseconds(DEFAULT_TURN_DURATION);
         obj.set_latency(latency, Some(latency));
     }
@@ -939,6 +969,12 @@ impl ElementImpl for MicroturnMux {
     ) -> Option<gst::Pad> {
         let pad = self.parent_request_new_pad(templ, name, caps)?;
         let pad_name = pad.name();
+        if let Ok(microturn_pad) = pad.clone().downcast::<super::MicroturnPad>() {
+            lock(&self.pads).list.push(PadEntry {
+                pad: microturn_pad,
+                name: Arc::from(pad_name.as_str()),
+            });
+        }
         {
             let settings = *lock(&self.settings);
             let mut state = lock(&self.state);
@@ -962,6 +998,9 @@ impl ElementImpl for MicroturnMux {
 
     fn release_pad(&self, pad: &gst::Pad) {
         let name = pad.name();
+        lock(&self.pads)
+            .list
+            .retain(|entry| entry.pad.upcast_ref::<gst::Pad>() != pad);
         {
             let mut state = lock(&self.state);
             if let Some(aligner) = state.aligner.as_mut() {
