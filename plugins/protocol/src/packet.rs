@@ -321,8 +321,7 @@ impl Packet {
             let height = reader.u32("frame height")?;
             let flags = reader.u32("frame flags")?;
             let len = reader.u32("frame data length")?;
-            let expected = u64::from(width) * u64::from(height) * 3;
-            if u64::from(len) != expected {
+            if u128::from(len) != rgb_len(width, height) {
                 return Err(PacketError::Invalid(
                     "frame data length is not width * height * 3",
                 ));
@@ -502,7 +501,7 @@ impl<'a> PacketWriter<'a> {
         data: &[u8],
     ) -> Result<(), PacketError> {
         self.enter(1)?;
-        if data.len() as u64 != u64::from(width) * u64::from(height) * 3 {
+        if data.len() as u128 != rgb_len(width, height) {
             return Err(PacketError::Invalid(
                 "frame data length is not width * height * 3",
             ));
@@ -560,6 +559,11 @@ impl<'a> PacketWriter<'a> {
         self.out[base + 42..base + 44].copy_from_slice(&self.video_count.to_le_bytes());
         self.out[base + 44..base + 48].copy_from_slice(&self.text_count.to_le_bytes());
     }
+}
+
+/// Bytes of a tightly packed RGB8 frame; u128 so that no width and height can overflow.
+fn rgb_len(width: u32, height: u32) -> u128 {
+    u128::from(width) * u128::from(height) * 3
 }
 
 fn put_str16(out: &mut Vec<u8>, text: &str) -> Result<(), PacketError> {
@@ -746,6 +750,23 @@ mod tests {
         bytes[4] = 1;
         bytes[0] = b'X';
         assert_eq!(Packet::parse(&bytes), Err(PacketError::BadMagic));
+    }
+
+    #[test]
+    fn huge_frame_sizes_are_an_error_not_an_overflow() {
+        let mut bytes = sample_packet().to_bytes().unwrap();
+        // The frame's width and height sit after the header and both audio tracks.
+        let frame_at = 64 + (2 + 5 + 4 + 4 + 16) + (2 + 7 + 4 + 4 + 16);
+        bytes[frame_at + 8..frame_at + 16].copy_from_slice(&[0xff; 8]);
+        assert_eq!(
+            Packet::parse(&bytes),
+            Err(PacketError::Invalid(
+                "frame data length is not width * height * 3"
+            ))
+        );
+        let mut out = Vec::new();
+        let mut writer = PacketWriter::begin(&mut out, &sample_packet().header);
+        assert!(writer.video_frame(0, u32::MAX, u32::MAX, 0, &[]).is_err());
     }
 
     #[test]
