@@ -52,10 +52,6 @@ pub enum VideoPolicy {
 /// Registers `microturnmux`.
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     MicroturnPad::static_type();
-    gst::Element::register(
-        Some(plugin),
-        "microturnmux",
-        gst::Rank::NONE,
-        MicroturnMux::static_type(),
-    )
+    let element_type = MicroturnMux::static_type();
+    gst::Element::register(Some(plugin), "microturnmux", gst::Rank::NONE, element_type)
 }
