@@ -745,3 +745,29 @@ fn flushing_seek_restarts_turns_at_the_seek_position() {
         packet_flags::DISCONT
     );
 }
+
+#[test]
+fn mid_stream_caps_changes_are_followed_or_refused() {
+    let mux = mux();
+    let mut h = audio_harness(&mux, F32_CAPS);
+    h.push(f32_buffer(0, SPT)).unwrap();
+    // F32LE -> S16LE at the same rate: followed, the samples keep their place.
+    h.set_src_caps_str(S16_CAPS);
+    h.push(s16_buffer(SPT, SPT)).unwrap();
+    let first = parse(&h.pull().unwrap());
+    let second = parse(&h.pull().unwrap());
+    assert_eq!(first.audio[0].samples[5], value(5));
+    assert_eq!(second.header.turn_index, 1);
+    assert_eq!(second.audio[0].flags, 0);
+    assert_eq!(
+        second.audio[0].samples[0],
+        ((SPT % 8192) as i16 * 4) as f32 / 32768.0
+    );
+    // Another rate mid-stream: refused; the buffers after it are not read with the old
+    // format, the flow says not-negotiated and no packet comes out of them.
+    h.set_src_caps_str("audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved");
+    let refused = (0..5)
+        .any(|k| h.push(s16_buffer((2 + k) * SPT, SPT)) == Err(gst::FlowError::NotNegotiated));
+    assert!(refused);
+    assert!(h.try_pull().is_none());
+}

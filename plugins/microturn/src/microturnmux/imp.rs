@@ -314,7 +314,7 @@ impl MicroturnMux {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
-                    ["pad {} got a buffer before its caps", name]
+                    ["pad {} has no accepted caps", name]
                 );
                 return Err(gst::FlowError::NotNegotiated);
             }
@@ -418,7 +418,7 @@ impl MicroturnMux {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ["pad video got a buffer before its caps"]
+                ["pad video has no accepted caps"]
             );
             return Err(gst::FlowError::NotNegotiated);
         };
@@ -734,6 +734,14 @@ impl MicroturnMux {
             }
         }
         Ok(Step::Push { buffer, timed_out })
+    }
+
+    /// After refused caps, the pad's buffers must not be read with the previous format.
+    fn forget_format(&self, pad: &gst_base::AggregatorPad) {
+        if let Some(pad) = pad.downcast_ref::<super::MicroturnPad>() {
+            pad.imp().set_audio_format(0, 0);
+        }
+        lock(&self.state).formats.remove(pad.name().as_str());
     }
 
     fn settings_changed_latency(&self, turn_duration: u64) {
@@ -1141,6 +1149,7 @@ impl AggregatorImpl for MicroturnMux {
                                     settings.audio_rate
                                 ]
                             );
+                            self.forget_format(aggregator_pad);
                             return false;
                         }
                         format
@@ -1158,6 +1167,7 @@ impl AggregatorImpl for MicroturnMux {
                                     caps
                                 ]
                             );
+                            self.forget_format(aggregator_pad);
                             return false;
                         }
                     },
@@ -1177,6 +1187,7 @@ impl AggregatorImpl for MicroturnMux {
                                         packet::RESULT_CAPS_NAME
                                     ]
                                 );
+                                self.forget_format(aggregator_pad);
                                 return false;
                             }
                         }
