@@ -42,7 +42,15 @@ pub struct Stats {
     pub late_frames: u64,
     /// Text items carried one turn later than their timestamp.
     pub late_text: u64,
+    /// Audio timestamps that jumped further ahead than [`MAX_HOLE`]; taken as broken and
+    /// ignored (the audio was placed right after the previous samples).
+    pub ignored_jumps: u64,
 }
+
+/// The longest timestamp hole, in ns, that the aligner fills with silence (one minute). A
+/// jump further ahead is taken as a broken timestamp: filling it would hold that much silence
+/// in memory at once.
+pub const MAX_HOLE: u64 = 60_000_000_000;
 
 /// The index of the sample at `running_time`, rounded to the nearest sample (upstream
 /// elements compute audio timestamps from sample counts, with rounding).
@@ -138,8 +146,16 @@ impl AudioAccumulator {
 
     /// Where a buffer starting at `running_time` goes: contiguous with the previous buffer
     /// unless it is flagged discont or its timestamp is further than the alignment threshold.
-    fn place(&mut self, running_time: Option<u64>, discont: bool) -> u64 {
+    fn place(&mut self, running_time: Option<u64>, discont: bool, stats: &mut Stats) -> u64 {
         let stamped = running_time.map(|rt| sample_at(rt, self.rate));
+        let end = self.filled_until();
+        if let Some(at) = stamped
+            && at > end
+            && at - end > sample_at(MAX_HOLE, self.rate)
+        {
+            stats.ignored_jumps += 1;
+            return self.next.unwrap_or(end).max(self.turn_start);
+        }
         match (self.next, stamped) {
             (Some(next), Some(at)) if !discont && at.abs_diff(next) <= self.alignment_threshold => {
                 next
@@ -209,7 +225,7 @@ impl AudioAccumulator {
         stats: &mut Stats,
     ) -> u64 {
         let count = samples.len() as u64;
-        let at = self.place(running_time, discont);
+        let at = self.place(running_time, discont, stats);
         let skip = self.seek_to(at, count, stats);
         // Even when everything was late, `next` follows the input, so that contiguous data
         // after a stall lands at the right sample.
@@ -229,7 +245,7 @@ impl AudioAccumulator {
         count: u64,
         stats: &mut Stats,
     ) {
-        let at = self.place(running_time, discont);
+        let at = self.place(running_time, discont, stats);
         let skip = self.seek_to(at, count, stats);
         let start = at + skip;
         let end = at + count;

@@ -245,3 +245,26 @@ fn turn_duration_must_be_whole_samples() {
     let error = Aligner::<Vec<u8>>::new(200_000_001, 16_000, THRESHOLD).unwrap_err();
     assert!(error.contains("whole number of samples"), "{error}");
 }
+
+#[test]
+fn absurd_timestamp_jumps_are_ignored_not_filled() {
+    let mut aligner = new_aligner();
+    push(&mut aligner, 0, 1600, false);
+    // A timestamp days ahead (broken input): filling it would hold days of silence at once.
+    aligner.audio[0].push(
+        Some(3 * 86_400 * 1_000_000_000),
+        true,
+        signal(1600, 1600),
+        &mut aligner.stats,
+    );
+    let t0 = turn(&mut aligner);
+    assert_eq!(t0.audio[0].flags, 0);
+    assert_eq!(t0.audio[0].samples[1600], value(1600));
+    assert_eq!(aligner.stats.ignored_jumps, 1);
+    // A hole within the limit (one minute) is still filled: here 30 s.
+    let mut aligner = new_aligner();
+    push(&mut aligner, 0, 3200, false);
+    push(&mut aligner, 30 * 16_000, 3200, false);
+    assert_eq!(aligner.stats.ignored_jumps, 0);
+    assert_eq!(aligner.audio[0].filled_until(), 30 * 16_000 + 3200);
+}

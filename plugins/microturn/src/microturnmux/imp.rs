@@ -804,7 +804,7 @@ impl ObjectImpl for MicroturnMux {
                     .nick("Statistics")
                     .blurb(
                         "Counters: turns, timed-out-turns, late-samples, gap-samples, \
-                         late-frames, late-text",
+                         late-frames, late-text, ignored-jumps",
                     )
                     .read_only()
                     .build(),
@@ -878,6 +878,7 @@ impl ObjectImpl for MicroturnMux {
                     .field("gap-samples", stats.gap_samples)
                     .field("late-frames", stats.late_frames)
                     .field("late-text", stats.late_text)
+                    .field("ignored-jumps", stats.ignored_jumps)
                     .build()
                     .to_value()
             }
