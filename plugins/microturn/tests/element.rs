@@ -771,3 +771,32 @@ fn mid_stream_caps_changes_are_followed_or_refused() {
     assert!(refused);
     assert!(h.try_pull().is_none());
 }
+
+#[test]
+fn extra_participants_are_separate_tracks_under_their_pad_names() {
+    let mux = mux();
+    let mut main = audio_harness(&mux, F32_CAPS);
+    let mut guest = Harness::with_element(&mux, Some("audio_0"), None);
+    guest.set_live(false);
+    guest.set_src_caps_str(S16_CAPS);
+    main.push(f32_buffer(0, 2 * SPT)).unwrap();
+    guest.push(s16_buffer(0, SPT)).unwrap();
+    // The guest leaves after one turn: its track stays, as flagged silence.
+    guest.push_event(gst::event::Eos::new());
+    main.push_event(gst::event::Eos::new());
+    let packets: Vec<Packet> = drain(&mut main).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(packets.len(), 2);
+    for packet in &packets {
+        let names: Vec<&str> = packet.audio.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["audio", "audio_0"]);
+    }
+    assert_eq!(packets[0].audio[0].samples[7], value(7));
+    assert_eq!(packets[0].audio[1].samples[7], (7 * 4) as f32 / 32768.0);
+    assert_eq!(packets[0].audio[1].flags, 0);
+    assert_eq!(packets[1].audio[0].flags, 0);
+    assert_eq!(
+        packets[1].audio[1].flags,
+        audio_flags::GAP | audio_flags::PARTIAL
+    );
+    assert_eq!(packets[1].audio[1].gap_samples as u64, SPT);
+}

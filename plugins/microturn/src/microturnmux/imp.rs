@@ -1295,6 +1295,29 @@ impl AggregatorImpl for MicroturnMux {
         }
     }
 
+    fn src_query(&self, query: &mut gst::QueryRef) -> bool {
+        let answered = self.parent_src_query(query);
+        if answered
+            && let gst::QueryView::Latency(latency) = query.view()
+            && !latency.result().0
+        {
+            let loopback = lock(&self.pads)
+                .list
+                .iter()
+                .any(|entry| entry.pad.imp().is_loopback());
+            if loopback {
+                // The base class waits for data on every pad when nothing upstream is live.
+                gst::element_imp_warning!(
+                    self,
+                    gst::CoreError::Negotiation,
+                    ("microturnmux has a loop-back pad in a non-live pipeline: the first turn \
+                         waits for data on it; loop back a live source (the reasoning sidecar is one)")
+                );
+            }
+        }
+        answered
+    }
+
     fn update_src_caps(&self, downstream: &gst::Caps) -> Result<gst::Caps, gst::FlowError> {
         let settings = *lock(&self.settings);
         let negotiated_video = match lock(&self.state).formats.get("video") {
