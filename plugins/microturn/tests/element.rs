@@ -800,3 +800,40 @@ fn extra_participants_are_separate_tracks_under_their_pad_names() {
     );
     assert_eq!(packets[1].audio[1].gap_samples as u64, SPT);
 }
+
+#[test]
+fn a_new_video_size_mid_stream_is_followed() {
+    let mux = mux();
+    let mut h = audio_harness(&mux, F32_CAPS);
+    let mut video = Harness::with_element(&mux, Some("video"), None);
+    video.set_live(false);
+    video.set_src_caps_str("video/x-raw,format=RGB,width=4,height=2,framerate=10/1");
+    video.push(rgb_frame(1, 0)).unwrap();
+    h.push(f32_buffer(0, 2 * SPT)).unwrap();
+    video.set_src_caps_str("video/x-raw,format=RGB,width=2,height=2,framerate=10/1");
+    // 2x2 RGB rows are padded to 8 bytes: the aligner packs them (6 bytes per row).
+    let mut small = gst::Buffer::from_slice([[9u8, 9, 9, 9, 9, 9, 0, 0]; 2].concat());
+    small
+        .get_mut()
+        .unwrap()
+        .set_pts(gst::ClockTime::from_mseconds(250));
+    video.push(small).unwrap();
+    video.push_event(gst::event::Eos::new());
+    h.push_event(gst::event::Eos::new());
+    let packets: Vec<Packet> = drain(&mut h).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(packets.len(), 2);
+    assert_eq!(
+        (packets[0].video[0].width, packets[0].video[0].height),
+        (4, 2)
+    );
+    assert_eq!(
+        (packets[1].video[0].width, packets[1].video[0].height),
+        (2, 2)
+    );
+    assert_eq!(packets[1].video[0].data, vec![9u8; 12]);
+    // The src caps follow the new frame size.
+    let caps = mux.static_pad("src").unwrap().current_caps().unwrap();
+    let structure = caps.structure(0).unwrap();
+    assert_eq!(structure.get::<i32>("video-width").unwrap(), 2);
+    assert_eq!(structure.get::<i32>("video-height").unwrap(), 2);
+}
