@@ -94,8 +94,6 @@ pub const NO_VIDEO_AGE: u64 = u64::MAX;
 pub mod packet_flags {
     /// The first packet after a start, a flush or a segment change.
     pub const DISCONT: u32 = 1;
-    /// The last packet before end of stream.
-    pub const LAST: u32 = 2;
     /// Pushed at its deadline in live mode although some input had not arrived.
     pub const TIMED_OUT: u32 = 4;
 }
@@ -107,7 +105,8 @@ pub mod audio_flags {
     pub const GAP: u32 = 1;
     /// The track's stream ended inside (or before) this turn; the rest is silence.
     pub const PARTIAL: u32 = 2;
-    /// The input had a discontinuity inside this turn (timestamps jumped; the aligner re-synced).
+    /// The input re-synced inside this turn: a DISCONT buffer or a timestamp jump beyond the
+    /// aligner's alignment threshold; the audio after it is placed by its timestamp.
     pub const DISCONT: u32 = 4;
 }
 
@@ -322,11 +321,7 @@ impl Packet {
             let height = reader.u32("frame height")?;
             let flags = reader.u32("frame flags")?;
             let len = reader.u32("frame data length")?;
-            // Checked: width and height come from the wire and their product can overflow.
-            let expected = u64::from(width)
-                .checked_mul(u64::from(height))
-                .and_then(|pixels| pixels.checked_mul(3));
-            if expected != Some(u64::from(len)) {
+            if u128::from(len) != rgb_len(width, height) {
                 return Err(PacketError::Invalid(
                     "frame data length is not width * height * 3",
                 ));
@@ -506,10 +501,7 @@ impl<'a> PacketWriter<'a> {
         data: &[u8],
     ) -> Result<(), PacketError> {
         self.enter(1)?;
-        let expected = u64::from(width)
-            .checked_mul(u64::from(height))
-            .and_then(|pixels| pixels.checked_mul(3));
-        if expected != Some(data.len() as u64) {
+        if data.len() as u128 != rgb_len(width, height) {
             return Err(PacketError::Invalid(
                 "frame data length is not width * height * 3",
             ));
@@ -567,6 +559,11 @@ impl<'a> PacketWriter<'a> {
         self.out[base + 42..base + 44].copy_from_slice(&self.video_count.to_le_bytes());
         self.out[base + 44..base + 48].copy_from_slice(&self.text_count.to_le_bytes());
     }
+}
+
+/// Bytes of a tightly packed RGB8 frame; u128 so that no width and height can overflow.
+fn rgb_len(width: u32, height: u32) -> u128 {
+    u128::from(width) * u128::from(height) * 3
 }
 
 fn put_str16(out: &mut Vec<u8>, text: &str) -> Result<(), PacketError> {
@@ -658,7 +655,7 @@ mod tests {
                 start: 1_400_000_000,
                 duration: 200_000_000,
                 audio_rate: 20,
-                flags: packet_flags::DISCONT,
+                flags: packet_flags::DISCONT | packet_flags::TIMED_OUT,
                 video_flags: video_flags::PRESENT,
                 video_age: 40_000_000,
                 samples_per_track: 4,
@@ -753,6 +750,23 @@ mod tests {
         bytes[4] = 1;
         bytes[0] = b'X';
         assert_eq!(Packet::parse(&bytes), Err(PacketError::BadMagic));
+    }
+
+    #[test]
+    fn huge_frame_sizes_are_an_error_not_an_overflow() {
+        let mut bytes = sample_packet().to_bytes().unwrap();
+        // The frame's width and height sit after the header and both audio tracks.
+        let frame_at = 64 + (2 + 5 + 4 + 4 + 16) + (2 + 7 + 4 + 4 + 16);
+        bytes[frame_at + 8..frame_at + 16].copy_from_slice(&[0xff; 8]);
+        assert_eq!(
+            Packet::parse(&bytes),
+            Err(PacketError::Invalid(
+                "frame data length is not width * height * 3"
+            ))
+        );
+        let mut out = Vec::new();
+        let mut writer = PacketWriter::begin(&mut out, &sample_packet().header);
+        assert!(writer.video_frame(0, u32::MAX, u32::MAX, 0, &[]).is_err());
     }
 
     #[test]

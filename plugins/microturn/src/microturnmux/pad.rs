@@ -1,0 +1,83 @@
+//! The aligner's sink pad: an `AggregatorPad` with a `loopback` property.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+
+#[derive(Default)]
+pub struct MicroturnPad {
+    loopback: AtomicBool,
+    /// Audio pads: bytes per sample of the negotiated format (0 before caps). Read by the
+    /// clip function, which runs with the element's state locked.
+    audio_bytes_per_sample: AtomicU32,
+    audio_rate: AtomicU32,
+}
+
+impl MicroturnPad {
+    pub fn is_loopback(&self) -> bool {
+        self.loopback.load(Ordering::Relaxed)
+    }
+
+    pub fn audio_bytes_per_sample(&self) -> u32 {
+        self.audio_bytes_per_sample.load(Ordering::Relaxed)
+    }
+
+    pub fn audio_rate(&self) -> u32 {
+        self.audio_rate.load(Ordering::Relaxed)
+    }
+
+    pub fn set_audio_format(&self, bytes_per_sample: u32, rate: u32) {
+        self.audio_bytes_per_sample
+            .store(bytes_per_sample, Ordering::Relaxed);
+        self.audio_rate.store(rate, Ordering::Relaxed);
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for MicroturnPad {
+    const NAME: &'static str = "GstMicroturnPad";
+    type Type = super::MicroturnPad;
+    type ParentType = gst_base::AggregatorPad;
+}
+
+impl ObjectImpl for MicroturnPad {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: std::sync::LazyLock<Vec<glib::ParamSpec>> =
+            std::sync::LazyLock::new(|| {
+                vec![
+                    glib::ParamSpecBoolean::builder("loopback")
+                        .nick("Loop-back")
+                        .blurb(
+                            "Text pads only: the input is fed back from downstream (for example \
+                             reasoning results). The aligner never waits for it and it does not \
+                             hold back end of stream",
+                        )
+                        .default_value(false)
+                        .mutable_playing()
+                        .build(),
+                ]
+            });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if pspec.name() == "loopback" {
+            let loopback = value.get().unwrap_or(false);
+            self.loopback.store(loopback, Ordering::Relaxed);
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "loopback" => self.is_loopback().to_value(),
+            _ => false.to_value(),
+        }
+    }
+}
+
+impl GstObjectImpl for MicroturnPad {}
+impl PadImpl for MicroturnPad {}
+impl AggregatorPadImpl for MicroturnPad {}
