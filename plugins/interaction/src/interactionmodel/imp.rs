@@ -343,7 +343,28 @@ impl InteractionModel {
                 ],
             });
         }
-        self.push_actions(actions)
+        let mut pushed = [false; 3];
+        for action in &actions {
+            match action {
+                Action::Speak { .. } | Action::SpeakMore { .. } => pushed[0] = true,
+                Action::Caption(_) => pushed[1] = true,
+                Action::Context { .. } => pushed[2] = true,
+                _ => {}
+            }
+        }
+        let result = self.push_actions(actions);
+        // Sparse outputs: a GAP for every pad without a buffer this micro-turn, so that
+        // downstream sinks preroll and aggregators downstream do not wait for them.
+        for (pad, pushed) in self.src_pads().into_iter().zip(pushed) {
+            if !pushed {
+                pad.push_event(
+                    gst::event::Gap::builder(gst::ClockTime::from_nseconds(header.start))
+                        .duration(gst::ClockTime::from_nseconds(header.duration))
+                        .build(),
+                );
+            }
+        }
+        result
     }
 
     fn push_text(

@@ -22,7 +22,8 @@
 //! ```text
 //! gst-launch-1.0 filesrc location=speech.wav ! wavparse ! audioconvert ! audioresample ! \
 //!   microturnmux name=mux ! interactionmodel name=im \
-//!   im.speech ! fakesink im.transcript ! fakesink dump=true im.reasoning ! fakesink
+//!   im.speech ! queue ! fakesink im.reasoning ! queue ! fakesink \
+//!   im.transcript ! queue ! filesink location=captions.txt
 //! ```
 //! (`pipelines/interaction-transcribe.pipeline`)
 

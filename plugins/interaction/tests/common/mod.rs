@@ -242,9 +242,6 @@ pub fn packets(tracks: &[(&str, &[f32])], items: &[Item]) -> Vec<gst::Buffer> {
         if k == 0 {
             flags |= packet_flags::DISCONT;
         }
-        if k + 1 == turns {
-            flags |= packet_flags::LAST;
-        }
         let header = Header {
             turn_index: k as u64,
             start: k as u64 * TURN_NS,
