@@ -1,0 +1,414 @@
+//! Whisper log-mel features, as Whisper (tiny.en) and Smart Turn v3.2 expect them.
+//!
+//! The recipe (OpenAI `whisper/audio.py`, HF `WhisperFeatureExtractor`, pipecat
+//! `smart_turn/_whisper_features.py`): 16 kHz mono; centred STFT (reflect padding of 200
+//! samples on both sides), periodic Hann window of 400, n_fft 400, hop 160; power spectrum;
+//! 80 Slaney mel filters over 0–8000 Hz with Slaney area normalisation; `log10(max(mel, 1e-10))`;
+//! the last frame dropped; a floor at (global max − 8); then `(x + 4) / 4`.
+//!
+//! `n` samples give `n / 160` frames (integer division). A 30 s window is 480 000 samples and
+//! 3000 frames.
+//!
+//! Because of the global max, the finished features are a whole-window computation. The
+//! per-frame part (everything before the floor) streams: [`WhisperLogMelStream`] gives raw
+//! `log10` mel frames as audio arrives, bit-identical to the offline frames, and
+//! [`whisper_normalize`] finishes any window of them.
+
+use crate::error::{KernelError, check_finite};
+use crate::framer::Framer;
+use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind};
+
+/// Sample rate Whisper and Smart Turn expect.
+pub const WHISPER_SAMPLE_RATE: u32 = 16_000;
+/// FFT size and window length (25 ms).
+pub const WHISPER_N_FFT: usize = 400;
+/// Hop between frames (10 ms).
+pub const WHISPER_HOP: usize = 160;
+/// Number of mel channels.
+pub const WHISPER_N_MELS: usize = 80;
+/// Frames in a 30 s Whisper window.
+pub const WHISPER_WINDOW_FRAMES: usize = 3000;
+/// Samples Smart Turn looks at: the last 8 s.
+pub const SMART_TURN_SAMPLES: usize = 128_000;
+/// Frames of Smart Turn's input (80 × 800).
+pub const SMART_TURN_FRAMES: usize = 800;
+
+const PAD: usize = WHISPER_N_FFT / 2;
+const MEL_FLOOR: f32 = 1e-10;
+const NORM_VARIANCE_EPS: f64 = 1e-7;
+
+/// The per-frame core shared by the offline and the streaming forms.
+struct FrameCore {
+    spectrum: FrameSpectrum,
+    mel: MelFilterbank,
+}
+
+impl FrameCore {
+    fn new() -> Self {
+        let spectrum = FrameSpectrum::new(WHISPER_N_FFT, WHISPER_N_FFT, SpectrumKind::Power);
+        let mel = MelFilterbank::slaney(
+            f64::from(WHISPER_SAMPLE_RATE),
+            spectrum.bins(),
+            WHISPER_N_MELS,
+            0.0,
+            f64::from(WHISPER_SAMPLE_RATE) / 2.0,
+        );
+        FrameCore { spectrum, mel }
+    }
+
+    /// 400 samples → 80 values of `log10(max(mel, 1e-10))`.
+    fn raw_frame(&mut self, frame: &[f32], out: &mut [f32]) {
+        let power = self.spectrum.compute(frame);
+        self.mel.apply(power, out);
+        for v in out.iter_mut() {
+            *v = v.max(MEL_FLOOR).log10();
+        }
+    }
+}
+
+/// numpy's `np.pad(..., mode="reflect")` index rule for any pad width.
+fn reflect_index(i: isize, n: usize) -> usize {
+    if n == 1 {
+        return 0;
+    }
+    let period = 2 * (n as isize - 1);
+    let j = i.rem_euclid(period);
+    if j >= n as isize {
+        (period - j) as usize
+    } else {
+        j as usize
+    }
+}
+
+/// Floors a raw `log10` mel window at (its max − 8) and maps it to `(x + 4) / 4`, in place.
+/// `raw` may be laid out in any order; the max is taken over all of it. This is the last step
+/// of Whisper's features; use it on frames from [`WhisperLogMelStream`].
+pub fn whisper_normalize(raw: &mut [f32]) {
+    let max = raw.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let floor = max - 8.0;
+    for v in raw.iter_mut() {
+        *v = (v.max(floor) + 4.0) / 4.0;
+    }
+}
+
+/// Offline Whisper log-mel with reusable buffers: after the first call with a given frame
+/// count, calls do not allocate.
+pub struct WhisperLogMel {
+    core: FrameCore,
+    padded: Vec<f32>,
+    frame_out: [f32; WHISPER_N_MELS],
+    normalized: Vec<f32>,
+}
+
+impl Default for WhisperLogMel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WhisperLogMel {
+    /// Builds the window, the FFT plan and the filterbank.
+    pub fn new() -> Self {
+        WhisperLogMel {
+            core: FrameCore::new(),
+            padded: Vec::new(),
+            frame_out: [0.0; WHISPER_N_MELS],
+            normalized: Vec::new(),
+        }
+    }
+
+    /// Whisper features of `samples` (16 kHz), trimmed or zero-padded at the end to
+    /// `n_frames · 160` samples (`whisper.pad_or_trim`), written row-major `[80][n_frames]`
+    /// into `out` (length `80 · n_frames`).
+    ///
+    /// Errors: `n_frames == 0` or a wrong `out` length ([`KernelError::Size`]), a NaN or
+    /// infinite sample ([`KernelError::NonFinite`]). Empty `samples` is valid (silence).
+    pub fn compute_into(
+        &mut self,
+        samples: &[f32],
+        n_frames: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if n_frames == 0 {
+            return Err(KernelError::Size {
+                what: "Whisper frame count",
+                expected: 1,
+                got: 0,
+            });
+        }
+        if out.len() != WHISPER_N_MELS * n_frames {
+            return Err(KernelError::Size {
+                what: "Whisper log-mel output",
+                expected: WHISPER_N_MELS * n_frames,
+                got: out.len(),
+            });
+        }
+        let n = n_frames * WHISPER_HOP;
+        let used = &samples[..samples.len().min(n)];
+        check_finite(used)?;
+        self.raw_into(used, n, n_frames, out);
+        whisper_normalize(out);
+        Ok(())
+    }
+
+    /// `log10` mel of the first `n_frames` centred frames of `signal` zero-extended to `n`.
+    fn raw_into(&mut self, signal: &[f32], n: usize, n_frames: usize, out: &mut [f32]) {
+        // Centred STFT: reflect-pad by 200 on both sides, as np.pad(mode="reflect").
+        // `signal` is zero-extended to `n` samples.
+        self.padded.clear();
+        let sample = |i: usize| signal.get(i).copied().unwrap_or(0.0);
+        for p in 0..PAD {
+            self.padded
+                .push(sample(reflect_index(p as isize - PAD as isize, n)));
+        }
+        self.padded.extend_from_slice(signal);
+        self.padded
+            .extend(std::iter::repeat_n(0.0, n - signal.len()));
+        for p in n + PAD..n + 2 * PAD {
+            self.padded
+                .push(sample(reflect_index(p as isize - PAD as isize, n)));
+        }
+        for t in 0..n_frames {
+            let start = t * WHISPER_HOP;
+            self.core.raw_frame(
+                &self.padded[start..start + WHISPER_N_FFT],
+                &mut self.frame_out,
+            );
+            for (m, &v) in self.frame_out.iter().enumerate() {
+                out[m * n_frames + t] = v;
+            }
+        }
+    }
+
+    /// Smart Turn v3.2's input from the audio of a turn (16 kHz): the last 8 s, left-padded
+    /// with zeros to 128 000 samples, normalised to zero mean and unit variance
+    /// (`(x − mean) / sqrt(var + 1e-7)`), then Whisper features with 800 frames, row-major
+    /// `[80][800]` into `out`.
+    ///
+    /// Errors as [`WhisperLogMel::compute_into`]. Empty `samples` gives the features of
+    /// 8 s of silence.
+    pub fn smart_turn_into(&mut self, samples: &[f32], out: &mut [f32]) -> Result<(), KernelError> {
+        if out.len() != WHISPER_N_MELS * SMART_TURN_FRAMES {
+            return Err(KernelError::Size {
+                what: "Smart Turn features output",
+                expected: WHISPER_N_MELS * SMART_TURN_FRAMES,
+                got: out.len(),
+            });
+        }
+        let tail = &samples[samples.len().saturating_sub(SMART_TURN_SAMPLES)..];
+        check_finite(tail)?;
+        let zeros = SMART_TURN_SAMPLES - tail.len();
+        // Mean and variance over the padded window (zeros included), accumulated in f64.
+        let sum: f64 = tail.iter().map(|&v| f64::from(v)).sum();
+        let mean = sum / SMART_TURN_SAMPLES as f64;
+        let mean32 = mean as f32;
+        let sq: f64 = tail
+            .iter()
+            .map(|&v| {
+                let d = f64::from(v - mean32);
+                d * d
+            })
+            .sum::<f64>()
+            + zeros as f64 * f64::from(mean32) * f64::from(mean32);
+        let var = sq / SMART_TURN_SAMPLES as f64;
+        let scale = (var + NORM_VARIANCE_EPS).sqrt() as f32;
+        self.normalized.clear();
+        self.normalized
+            .extend(std::iter::repeat_n((0.0 - mean32) / scale, zeros));
+        self.normalized
+            .extend(tail.iter().map(|&v| (v - mean32) / scale));
+        let normalized = std::mem::take(&mut self.normalized);
+        self.raw_into(&normalized, SMART_TURN_SAMPLES, SMART_TURN_FRAMES, out);
+        self.normalized = normalized;
+        whisper_normalize(out);
+        Ok(())
+    }
+}
+
+/// Whisper features of `samples` (16 kHz) padded or trimmed to `n_frames · 160` samples:
+/// a `Vec` of `80 · n_frames` values, row-major `[80][n_frames]`, ready for Whisper's encoder
+/// input `mel[1, 80, n_frames]`. For a 30 s window use [`WHISPER_WINDOW_FRAMES`] (3000).
+///
+/// Allocates its tables on each call; reuse a [`WhisperLogMel`] in a loop.
+///
+/// ```
+/// // 2 s of a 440 Hz tone, as Whisper's 30 s window: 80 × 3000 values.
+/// let audio: Vec<f32> = (0..32_000)
+///     .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin() * 0.5)
+///     .collect();
+/// let mel = kernels::whisper_log_mel(&audio, kernels::WHISPER_WINDOW_FRAMES)?;
+/// assert_eq!(mel.len(), 80 * 3000);
+/// // Row m holds mel channel m over time; the tone's channel is the loudest in frame 100.
+/// let frame = |m: usize| mel[m * 3000 + 100];
+/// let loudest = (0..80).max_by(|&a, &b| frame(a).total_cmp(&frame(b))).unwrap();
+/// assert!((10..20).contains(&loudest), "channel {loudest}");
+/// # Ok::<(), kernels::KernelError>(())
+/// ```
+pub fn whisper_log_mel(samples: &[f32], n_frames: usize) -> Result<Vec<f32>, KernelError> {
+    let mut out = vec![0.0; WHISPER_N_MELS * n_frames];
+    WhisperLogMel::new().compute_into(samples, n_frames, &mut out)?;
+    Ok(out)
+}
+
+/// Smart Turn v3.2's `input_features` (`[80][800]`, row-major) from a turn's audio (16 kHz).
+/// See [`WhisperLogMel::smart_turn_into`].
+pub fn smart_turn_features(samples: &[f32]) -> Result<Vec<f32>, KernelError> {
+    let mut out = vec![0.0; WHISPER_N_MELS * SMART_TURN_FRAMES];
+    WhisperLogMel::new().smart_turn_into(samples, &mut out)?;
+    Ok(out)
+}
+
+/// Streaming raw Whisper frames: `log10(max(mel, 1e-10))`, 80 values per frame, frame `t`
+/// centred on sample `160 t` exactly as in the offline STFT.
+///
+/// Frame `t` is emitted as soon as sample `160 t + 199` has arrived (the first once 201
+/// samples are in, because of the reflect padding): the look-ahead is 200 samples (12.5 ms).
+/// [`WhisperLogMelStream::finish`] emits the frames that need the end's reflect padding, so that
+/// after pushing `n` samples and finishing, exactly `n / 160` frames came out, equal bit for bit
+/// to the raw frames of the offline computation on the same `n` samples. Apply
+/// [`whisper_normalize`] to a window of them for the model's input.
+pub struct WhisperLogMelStream {
+    core: FrameCore,
+    framer: Framer,
+    /// The first 201 samples, held until the start's reflect padding can be built.
+    head: Vec<f32>,
+    started: bool,
+    samples_in: usize,
+    frames_out: usize,
+    finish_buf: Vec<f32>,
+    frame_out: [f32; WHISPER_N_MELS],
+}
+
+impl WhisperLogMelStream {
+    /// A stream at `sample_rate`, which must be 16 000.
+    pub fn new(sample_rate: u32) -> Result<Self, KernelError> {
+        if sample_rate != WHISPER_SAMPLE_RATE {
+            return Err(KernelError::SampleRate {
+                got: sample_rate,
+                expected: "16000",
+            });
+        }
+        Ok(WhisperLogMelStream {
+            core: FrameCore::new(),
+            framer: Framer::new(WHISPER_N_FFT, WHISPER_HOP),
+            head: Vec::with_capacity(PAD + 1),
+            started: false,
+            samples_in: 0,
+            frames_out: 0,
+            finish_buf: Vec::with_capacity(4 * WHISPER_N_FFT),
+            frame_out: [0.0; WHISPER_N_MELS],
+        })
+    }
+
+    /// Values per emitted frame (80).
+    pub fn frame_len(&self) -> usize {
+        WHISPER_N_MELS
+    }
+
+    /// Feeds samples; calls `sink` with each completed frame (80 values). Returns the number of
+    /// frames emitted. An empty chunk emits nothing. A chunk with NaN or infinity is rejected
+    /// whole and the stream is unchanged.
+    pub fn push(
+        &mut self,
+        chunk: &[f32],
+        sink: &mut dyn FnMut(&[f32]),
+    ) -> Result<usize, KernelError> {
+        check_finite(chunk)?;
+        self.samples_in += chunk.len();
+        let mut rest = chunk;
+        let mut emitted = 0;
+        if !self.started {
+            let take = (PAD + 1 - self.head.len()).min(rest.len());
+            self.head.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.head.len() == PAD + 1 {
+                self.started = true;
+                let Self {
+                    core,
+                    framer,
+                    head,
+                    frame_out,
+                    ..
+                } = self;
+                let mut emit = |f: &[f32]| {
+                    core.raw_frame(f, frame_out);
+                    sink(frame_out);
+                };
+                // Reflection of x[1..=200] (x[200], …, x[1]), then x[0..=200].
+                for i in (1..=PAD).rev() {
+                    emitted += framer.push(&head[i..=i], &mut emit);
+                }
+                emitted += framer.push(head, &mut emit);
+            }
+        }
+        if self.started && !rest.is_empty() {
+            let Self {
+                core,
+                framer,
+                frame_out,
+                ..
+            } = self;
+            emitted += framer.push(rest, |f| {
+                core.raw_frame(f, frame_out);
+                sink(frame_out);
+            });
+        }
+        self.frames_out += emitted;
+        Ok(emitted)
+    }
+
+    /// Ends the stream: emits the remaining frames (those that reach into the end's reflect
+    /// padding), so that `n / 160` frames have come out in all, then resets for a new stream.
+    /// Returns the number of frames emitted by this call.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(&[f32])) -> usize {
+        let n = self.samples_in;
+        let total = n / WHISPER_HOP;
+        let mut emitted = 0;
+        if self.frames_out < total {
+            // Rebuild the padded stream from the next frame's start to the end (+200 reflected).
+            self.finish_buf.clear();
+            let first_pos; // padded-stream position of finish_buf[0]
+            if self.started {
+                let pending = self.framer.pending();
+                first_pos = n + PAD - pending.len();
+                self.finish_buf.extend_from_slice(pending);
+                // pending ends with x[n-1]; x[n-1-k] is pending[len-1-k].
+                let len = pending.len();
+                for k in 1..=PAD {
+                    let v = self.finish_buf[len - 1 - k];
+                    self.finish_buf.push(v);
+                }
+            } else {
+                first_pos = 0;
+                for p in 0..n + 2 * PAD {
+                    let v = self.head[reflect_index(p as isize - PAD as isize, n)];
+                    self.finish_buf.push(v);
+                }
+            }
+            while self.frames_out < total {
+                let start = self.frames_out * WHISPER_HOP - first_pos;
+                if start + WHISPER_N_FFT > self.finish_buf.len() {
+                    break;
+                }
+                self.core.raw_frame(
+                    &self.finish_buf[start..start + WHISPER_N_FFT],
+                    &mut self.frame_out,
+                );
+                sink(&self.frame_out);
+                self.frames_out += 1;
+                emitted += 1;
+            }
+        }
+        self.reset();
+        emitted
+    }
+
+    /// Forgets the stream so far.
+    pub fn reset(&mut self) {
+        self.framer.reset();
+        self.head.clear();
+        self.started = false;
+        self.samples_in = 0;
+        self.frames_out = 0;
+    }
+}

@@ -1,0 +1,163 @@
+//! Streaming equals offline, for every stateful kernel: chunks of 1, 7, 160 and 3200 samples
+//! and random splits give the same frames as one whole push. These are bit-exact (the same
+//! arithmetic on the same samples), so the tolerance is zero.
+
+mod common;
+
+use common::{Rng, random_splits, speech_sample};
+use kernels::{
+    SileroFramer, StreamingKernel, WHISPER_HOP, WHISPER_N_MELS, WhisperLogMel, WhisperLogMelStream,
+    whisper_normalize,
+};
+
+fn splits_for(len: usize) -> Vec<(String, Vec<usize>)> {
+    let mut all: Vec<(String, Vec<usize>)> = [1usize, 7, 160, 3200]
+        .iter()
+        .map(|&c| {
+            let mut v = vec![c; len / c];
+            if !len.is_multiple_of(c) {
+                v.push(len % c);
+            }
+            (format!("chunks of {c}"), v)
+        })
+        .collect();
+    for seed in [1, 2, 3] {
+        all.push((
+            format!("random split {seed}"),
+            random_splits(len, 5000, seed),
+        ));
+    }
+    all
+}
+
+fn push_split<K: StreamingKernel<Item = f32>>(
+    kernel: &mut K,
+    signal: &[f32],
+    split: &[usize],
+) -> Vec<f32> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &n in split {
+        kernel
+            .push_into(&signal[at..at + n], &mut out)
+            .expect("push");
+        at += n;
+    }
+    assert_eq!(at, signal.len());
+    out
+}
+
+/// A test signal: real speech with a little noise so no frame is silent.
+fn signal() -> Vec<f32> {
+    let mut rng = Rng(7);
+    speech_sample()[..40_037]
+        .iter()
+        .map(|&s| s + 1e-3 * (rng.uniform() - 0.5))
+        .collect()
+}
+
+#[test]
+fn whisper_stream_equals_offline_bit_exact() {
+    let signal = signal();
+    let n_frames = signal.len() / WHISPER_HOP;
+    // Offline: finished features of the same samples (n_frames·160 of them).
+    let mut offline = vec![0.0; WHISPER_N_MELS * n_frames];
+    WhisperLogMel::new()
+        .compute_into(&signal, n_frames, &mut offline)
+        .expect("offline");
+    let mut stream = WhisperLogMelStream::new(16_000).expect("stream");
+    let used = &signal[..n_frames * WHISPER_HOP];
+    for (name, split) in splits_for(used.len()) {
+        let mut frames = push_split(&mut stream, used, &split);
+        stream.finish(&mut |f| frames.extend_from_slice(f));
+        assert_eq!(
+            frames.len(),
+            WHISPER_N_MELS * n_frames,
+            "{name}: frame count"
+        );
+        // Frames come frame-major [t][80]; transpose, then finish the window.
+        let mut features = vec![0.0; frames.len()];
+        for (t, frame) in frames.chunks(WHISPER_N_MELS).enumerate() {
+            for (m, &v) in frame.iter().enumerate() {
+                features[m * n_frames + t] = v;
+            }
+        }
+        whisper_normalize(&mut features);
+        assert!(
+            features
+                .iter()
+                .zip(&offline)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}: streamed features differ from offline"
+        );
+    }
+}
+
+#[test]
+fn whisper_stream_short_signals_and_latency() {
+    let signal = signal();
+    let mut stream = WhisperLogMelStream::new(16_000).expect("stream");
+    // Nothing before 201 samples (reflect padding needs x[200]), then frame 0.
+    let mut out = Vec::new();
+    assert_eq!(stream.push_into(&signal[..200], &mut out).unwrap(), 0);
+    assert_eq!(stream.push_into(&signal[200..201], &mut out).unwrap(), 1);
+    // Frame t needs sample 160 t + 199.
+    assert_eq!(stream.push_into(&signal[201..359], &mut out).unwrap(), 0);
+    assert_eq!(stream.push_into(&signal[359..360], &mut out).unwrap(), 1);
+    stream.reset();
+    // Short signals (even shorter than the padding) still give n / 160 frames, and match offline
+    // where offline sees the same samples (n a multiple of 160: no trim).
+    for n in [0usize, 1, 159, 160, 199, 200, 201, 319, 320, 480, 481, 640] {
+        let n_frames = n / WHISPER_HOP;
+        let mut frames = Vec::new();
+        stream.push_into(&signal[..n], &mut frames).unwrap();
+        stream.finish(&mut |f| frames.extend_from_slice(f));
+        assert_eq!(frames.len(), WHISPER_N_MELS * n_frames, "n = {n}");
+        if n_frames == 0 || !n.is_multiple_of(WHISPER_HOP) {
+            continue;
+        }
+        let mut offline = vec![0.0; WHISPER_N_MELS * n_frames];
+        WhisperLogMel::new()
+            .compute_into(&signal[..n], n_frames, &mut offline)
+            .unwrap();
+        let mut features = vec![0.0; frames.len()];
+        for (t, frame) in frames.chunks(WHISPER_N_MELS).enumerate() {
+            for (m, &v) in frame.iter().enumerate() {
+                features[m * n_frames + t] = v;
+            }
+        }
+        whisper_normalize(&mut features);
+        assert_eq!(features, offline, "n = {n}");
+    }
+}
+
+#[test]
+fn silero_framer_gives_context_plus_frame_for_any_split() {
+    let signal = signal();
+    // Offline: 64 zeros, then the signal; frame t = padded[512 t .. 512 t + 576].
+    let mut padded = vec![0.0; 64];
+    padded.extend_from_slice(&signal);
+    let n_frames = signal.len() / 512;
+    let offline: Vec<f32> = (0..n_frames)
+        .flat_map(|t| padded[512 * t..512 * t + 576].to_vec())
+        .collect();
+    let mut framer = SileroFramer::new(16_000).expect("framer");
+    assert_eq!(framer.frame_len(), 576);
+    for (name, split) in splits_for(signal.len()) {
+        let frames = push_split(&mut framer, &signal, &split);
+        assert_eq!(frames, offline, "{name}");
+        // The tail: one zero-padded partial frame.
+        let mut tail = Vec::new();
+        assert_eq!(framer.flush(&mut |f| tail.extend_from_slice(f)), 1);
+        let rest = &padded[512 * n_frames..];
+        assert_eq!(&tail[..rest.len()], rest, "{name}: tail");
+        assert!(tail[rest.len()..].iter().all(|&v| v == 0.0));
+        assert_eq!(tail.len(), 576);
+    }
+    // 8 kHz: 256 + 32.
+    let mut framer = SileroFramer::new(8_000).expect("framer");
+    let mut out = Vec::new();
+    assert_eq!(framer.push_into(&signal[..1024], &mut out).unwrap(), 4);
+    assert_eq!(out.len(), 4 * 288);
+    assert_eq!(&out[288..288 + 32], &signal[256 - 32..256]);
+}
