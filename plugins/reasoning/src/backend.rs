@@ -149,14 +149,17 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Runs one request to its end and gives every result to `emit`. Returns the failure, if any,
-/// after its error result went out. Waits for a slot of `limit` first (the concurrency limit);
-/// the timeout counts from the call, so waiting for a slot counts too.
+/// Runs one request to its end and gives every result to `emit`. On a failure, `on_failure`
+/// is called first (the element posts its bus warning there), then the error result is
+/// emitted, so whoever sees the error result can already see the warning. Waits for a slot of
+/// `limit` first (the concurrency limit); the timeout counts from the call, so waiting for a
+/// slot counts too.
 pub async fn run(
     backend: Backend,
     request: Request,
     limit: Arc<Semaphore>,
     emit: impl Fn(ReasoningResult) + Send + Sync + 'static,
+    on_failure: impl FnOnce(&Failure),
 ) -> Option<Failure> {
     let deadline = Instant::now() + request.timeout;
     let mut results = ResultBuilder::new(request.id);
@@ -189,6 +192,7 @@ pub async fn run(
             None
         }
         Err(failure) => {
+            on_failure(&failure);
             emit(results.fail(failure.kind, failure.spoken()));
             Some(failure)
         }

@@ -391,12 +391,14 @@ impl ReasoningSidecar {
         };
         let task = runtime.spawn(async move {
             let _in_flight = InFlight { output, request_id };
-            let failure = backend::run(backend, request, limit, emit).await;
-            if let (Some(failure), Some(element)) = (failure, element.upgrade()) {
-                if !cancelled.load(Ordering::Acquire) {
-                    warn_failure(&element, request_id, &failure);
+            let on_failure = |failure: &Failure| {
+                if let Some(element) = element.upgrade() {
+                    if !cancelled.load(Ordering::Acquire) {
+                        warn_failure(&element, request_id, failure);
+                    }
                 }
-            }
+            };
+            backend::run(backend, request, limit, emit, on_failure).await;
         });
         if let Some(active) = queue.active.get_mut(&request_id) {
             active.abort = Some(task.abort_handle());
