@@ -68,7 +68,12 @@ fn raw_run(model: &LocalModel, messages: &[ChatMessage]) -> Timing {
     }
 }
 
-fn element_run(pipeline: &gst::Pipeline, appsrc: &gst_app::AppSrc, appsink: &gst_app::AppSink, id: u64) -> (Duration, Duration) {
+fn element_run(
+    pipeline: &gst::Pipeline,
+    appsrc: &gst_app::AppSrc,
+    appsink: &gst_app::AppSink,
+    id: u64,
+) -> (Duration, Duration) {
     let started = Instant::now();
     appsrc
         .push_buffer(gst::Buffer::from_mut_slice(package(id).to_bytes()))
@@ -98,7 +103,10 @@ fn main() {
     let path = interaction_runtime::model_file(local::DEFAULT_MODEL).expect("run scripts/setup.sh");
     let loading = Instant::now();
     let model = LocalModel::load(&path).expect("loads");
-    println!("model load: {:.0} ms", loading.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "model load: {:.0} ms",
+        loading.elapsed().as_secs_f64() * 1e3
+    );
     let messages = chat::messages_for(&package(0), SYSTEM_PROMPT);
     let prompt_tokens = model
         .tokenizer()
@@ -162,7 +170,9 @@ fn main() {
          {} CPU threads",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("raw runtime : first token {raw_first:7.1} ms, total {raw_total:7.1} ms, {raw_rate:6.1} tokens/s");
+    println!(
+        "raw runtime : first token {raw_first:7.1} ms, total {raw_total:7.1} ms, {raw_rate:6.1} tokens/s"
+    );
     println!("element     : first result {element_first:7.1} ms, final {element_total:7.1} ms");
     println!(
         "element / raw: first {:.3}x, total {:.3}x (overhead {:+.1} ms per request)",

@@ -74,7 +74,12 @@ impl ResultBuilder {
         }
     }
 
-    fn make(&mut self, delta: String, is_final: bool, error: Option<ResultError>) -> ReasoningResult {
+    fn make(
+        &mut self,
+        delta: String,
+        is_final: bool,
+        error: Option<ResultError>,
+    ) -> ReasoningResult {
         self.text.push_str(&delta);
         let result = ReasoningResult {
             version: RESULT_VERSION,
@@ -183,7 +188,10 @@ pub async fn run(
     .unwrap_or_else(|_| {
         Err(Failure::new(
             ErrorKind::Timeout,
-            format!("no complete answer within {} ms", request.timeout.as_millis()),
+            format!(
+                "no complete answer within {} ms",
+                request.timeout.as_millis()
+            ),
         ))
     });
     match outcome {
@@ -236,7 +244,10 @@ async fn run_local(
     match stats.stop {
         StopReason::Timeout => Err(Failure::new(
             ErrorKind::Timeout,
-            format!("no complete answer within {} ms", request.timeout.as_millis()),
+            format!(
+                "no complete answer within {} ms",
+                request.timeout.as_millis()
+            ),
         )),
         _ => Ok(()),
     }
@@ -254,7 +265,12 @@ fn http_client() -> Result<&'static reqwest::Client, Failure> {
                 .map_err(|err| err.to_string())
         })
         .as_ref()
-        .map_err(|err| Failure::new(ErrorKind::Other, format!("cannot build the HTTP client: {err}")))
+        .map_err(|err| {
+            Failure::new(
+                ErrorKind::Other,
+                format!("cannot build the HTTP client: {err}"),
+            )
+        })
 }
 
 fn request_failure(err: &reqwest::Error) -> Failure {
@@ -347,8 +363,8 @@ async fn run_openai(
             if payload.trim() == "[DONE]" {
                 return Ok(());
             }
-            let delta = parse_chunk(&payload)
-                .map_err(|err| Failure::new(ErrorKind::Protocol, err))?;
+            let delta =
+                parse_chunk(&payload).map_err(|err| Failure::new(ErrorKind::Protocol, err))?;
             if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
                 emit(results.partial(&text));
             }
@@ -425,7 +441,10 @@ mod tests {
         assert_eq!(last.delta, "");
         let failed = ResultBuilder::new(3).fail(ErrorKind::Timeout, "too slow");
         assert!(failed.is_final);
-        assert_eq!(failed.error.map(|error| error.kind), Some(ErrorKind::Timeout));
+        assert_eq!(
+            failed.error.map(|error| error.kind),
+            Some(ErrorKind::Timeout)
+        );
     }
 
     #[test]

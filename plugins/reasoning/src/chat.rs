@@ -101,9 +101,7 @@ pub fn messages_for(package: &ContextPackage, system_prompt: &str) -> Vec<ChatMe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use interaction_protocol::context::{
-        Observation, Trigger, TriggerReason, Truncation, Turn,
-    };
+    use interaction_protocol::context::{Observation, Trigger, TriggerReason, Truncation, Turn};
 
     fn turn(speaker: &str, role: Role, text: &str) -> Turn {
         Turn {
@@ -126,7 +124,9 @@ mod tests {
                 detail: None,
             },
         );
-        package.conversation.push(turn("user", Role::User, "Hello there."));
+        package
+            .conversation
+            .push(turn("user", Role::User, "Hello there."));
         let mut cut = turn("agent", Role::Agent, "Hi! Today we");
         cut.truncation = Some(Truncation {
             planned: "Hi! Today we will talk about Paris.".into(),
@@ -134,7 +134,9 @@ mod tests {
         });
         package.conversation.push(cut);
         package.conversation.push(turn("user", Role::User, "Wait."));
-        package.conversation.push(turn("alice", Role::User, "Me too."));
+        package
+            .conversation
+            .push(turn("alice", Role::User, "Me too."));
         package.observations.push(Observation {
             running_time_ns: 2_500_000_000,
             source: "camera".into(),

@@ -53,8 +53,8 @@ impl SseParser {
         if line.is_empty() {
             return Ok(self.data.take());
         }
-        let line = std::str::from_utf8(line)
-            .map_err(|_| "an SSE line is not valid UTF-8".to_owned())?;
+        let line =
+            std::str::from_utf8(line).map_err(|_| "an SSE line is not valid UTF-8".to_owned())?;
         if line.starts_with(':') {
             return Ok(None);
         }
@@ -96,7 +96,12 @@ mod tests {
     #[test]
     fn lines_without_data_give_no_event() {
         let mut parser = SseParser::default();
-        assert!(parser.feed(b"hello world\n\nnot sse at all\n\n").unwrap().is_empty());
+        assert!(
+            parser
+                .feed(b"hello world\n\nnot sse at all\n\n")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Out, Rig, init, package};
@@ -29,10 +29,10 @@ fn count_latency_queries(pad: &gst::Pad) -> Arc<AtomicUsize> {
     let count = Arc::new(AtomicUsize::new(0));
     let counter = count.clone();
     pad.add_probe(gst::PadProbeType::QUERY_UPSTREAM, move |_, info| {
-        if let Some(gst::PadProbeData::Query(query)) = &info.data {
-            if query.type_() == gst::QueryType::Latency {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
+        if let Some(gst::PadProbeData::Query(query)) = &info.data
+            && query.type_() == gst::QueryType::Latency
+        {
+            counter.fetch_add(1, Ordering::SeqCst);
         }
         gst::PadProbeReturn::Ok
     });
@@ -65,7 +65,10 @@ fn conversation_loop_reaches_eos_and_answers_latency() {
         // answered as a live source, without going further.
         let mut query = gst::query::Latency::new();
         let asked = Instant::now();
-        assert!(rig.pipeline.query(&mut query), "the latency query is answered");
+        assert!(
+            rig.pipeline.query(&mut query),
+            "the latency query is answered"
+        );
         assert!(asked.elapsed() < Duration::from_secs(1));
         let sink_pad = rig
             .sidecar
@@ -102,13 +105,19 @@ fn conversation_loop_reaches_eos_and_answers_latency() {
         "no latency query went through the sidecar to its input"
     );
     let (warnings, errors) = rig.bus_messages();
-    assert!(warnings.is_empty() && errors.is_empty(), "{warnings:?} {errors:?}");
+    assert!(
+        warnings.is_empty() && errors.is_empty(),
+        "{warnings:?} {errors:?}"
+    );
 }
 
 #[test]
 fn shutdown_mid_request_does_not_deadlock() {
     let rig = Rig::new(&[("max-tokens", "400")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     rig.first_partial(1, GENEROUS);
     let stopping = Instant::now();
     rig.stop();
@@ -118,7 +127,9 @@ fn shutdown_mid_request_does_not_deadlock() {
         stopping.elapsed()
     );
     // And it starts again, with the model carried over.
-    rig.pipeline.set_state(gst::State::Playing).expect("restarts");
+    rig.pipeline
+        .set_state(gst::State::Playing)
+        .expect("restarts");
     rig.push(&package(2, "What is the capital of France?"));
     let results = rig.until_final(2, GENEROUS);
     assert!(results.last().is_some_and(|r| r.text.contains("Paris")));

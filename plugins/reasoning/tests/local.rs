@@ -14,10 +14,16 @@ const GENEROUS: Duration = Duration::from_secs(60);
 
 /// Partial results come first, each adding its delta to the text; one final result ends.
 fn assert_well_formed(results: &[ReasoningResult], request_id: u64) {
-    let mine: Vec<_> = results.iter().filter(|r| r.request_id == request_id).collect();
+    let mine: Vec<_> = results
+        .iter()
+        .filter(|r| r.request_id == request_id)
+        .collect();
     let (last, partials) = mine.split_last().expect("at least the final result");
     assert!(last.is_final, "the last result is final: {last:?}");
-    assert!(partials.iter().all(|r| !r.is_final), "one final result only");
+    assert!(
+        partials.iter().all(|r| !r.is_final),
+        "one final result only"
+    );
     let mut text = String::new();
     for (seq, result) in mine.iter().enumerate() {
         assert_eq!(result.seq as usize, seq, "results are numbered in order");
@@ -34,7 +40,11 @@ fn local_backend_answers_paris() {
     assert_well_formed(&results, 1);
     let last = results.last().expect("a final result");
     assert!(last.error.is_none(), "no error: {last:?}");
-    assert!(last.text.contains("Paris"), "the answer names Paris: {:?}", last.text);
+    assert!(
+        last.text.contains("Paris"),
+        "the answer names Paris: {:?}",
+        last.text
+    );
     assert!(
         results.len() >= 3,
         "the answer streams in several partial results before the final one: {results:?}"
@@ -42,13 +52,19 @@ fn local_backend_answers_paris() {
     let rest = rig.finish(GENEROUS);
     assert!(rest.is_empty(), "nothing after the final result: {rest:?}");
     let (warnings, errors) = rig.bus_messages();
-    assert!(warnings.is_empty() && errors.is_empty(), "{warnings:?} {errors:?}");
+    assert!(
+        warnings.is_empty() && errors.is_empty(),
+        "{warnings:?} {errors:?}"
+    );
 }
 
 #[test]
 fn newer_request_supersedes_the_older_one() {
     let rig = Rig::new(&[("max-tokens", "200")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     rig.first_partial(1, GENEROUS);
     rig.push(&package(2, "What is the capital of France?"));
     let results = rig.until_final(2, GENEROUS);
@@ -82,7 +98,10 @@ fn stale_request_is_ignored() {
 #[test]
 fn yield_cancels_generation() {
     let rig = Rig::new(&[("max-tokens", "300")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     rig.first_partial(1, GENEROUS);
     let yielded = Instant::now();
     assert!(rig.appsrc.send_event(Yield::default().to_event()));
@@ -102,10 +121,16 @@ fn yield_cancels_generation() {
 #[test]
 fn timeout_gives_an_error_result() {
     let rig = Rig::new(&[("max-tokens", "400"), ("timeout", "300")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     let results = rig.until_final(1, GENEROUS);
     let last = results.last().expect("final");
-    assert_eq!(last.error.as_ref().map(|e| e.kind), Some(ErrorKind::Timeout));
+    assert_eq!(
+        last.error.as_ref().map(|e| e.kind),
+        Some(ErrorKind::Timeout)
+    );
     rig.finish(GENEROUS);
     let (warnings, errors) = rig.bus_messages();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -121,10 +146,16 @@ fn unreadable_package_gives_an_error_result_and_the_stream_goes_on() {
     let results = rig.until_final(6, GENEROUS);
     let errors: Vec<_> = results.iter().filter(|r| r.is_error()).collect();
     assert_eq!(errors.len(), 2, "{results:?}");
-    assert_eq!(errors[0].request_id, 4, "the id is read leniently when present");
+    assert_eq!(
+        errors[0].request_id, 4,
+        "the id is read leniently when present"
+    );
     assert_eq!(errors[1].request_id, 0);
-    assert!(errors.iter().all(|r| r.is_final
-        && r.error.as_ref().map(|e| e.kind) == Some(ErrorKind::BadRequest)));
+    assert!(
+        errors
+            .iter()
+            .all(|r| r.is_final && r.error.as_ref().map(|e| e.kind) == Some(ErrorKind::BadRequest))
+    );
     assert!(results.last().is_some_and(|r| r.text.contains("Paris")));
     rig.finish(GENEROUS);
     let (warnings, errors) = rig.bus_messages();
@@ -148,9 +179,15 @@ fn results_are_stamped_with_running_time() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(stamps.windows(2).all(|pair| pair[0] <= pair[1]), "{stamps:?}");
+    assert!(
+        stamps.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{stamps:?}"
+    );
     let now = rig.pipeline.current_running_time().expect("playing");
-    assert!(stamps.iter().all(|stamp| *stamp <= now), "{stamps:?} vs {now}");
+    assert!(
+        stamps.iter().all(|stamp| *stamp <= now),
+        "{stamps:?} vs {now}"
+    );
 }
 
 #[test]
@@ -170,7 +207,10 @@ fn missing_model_fails_at_start_with_a_clear_message() {
         unreachable!()
     };
     assert!(
-        error.error().to_string().contains("/nonexistent/model.gguf"),
+        error
+            .error()
+            .to_string()
+            .contains("/nonexistent/model.gguf"),
         "{}",
         error.error()
     );
@@ -200,12 +240,17 @@ fn properties_round_trip_and_the_key_is_not_a_property() {
         sidecar.property::<gstreasoning::reasoningsidecar::ReasoningBackend>("backend"),
         gstreasoning::reasoningsidecar::ReasoningBackend::OpenAi
     );
-    assert_eq!(sidecar.property::<String>("base-url"), "http://127.0.0.1:9/v1");
+    assert_eq!(
+        sidecar.property::<String>("base-url"),
+        "http://127.0.0.1:9/v1"
+    );
     assert_eq!(sidecar.property::<String>("model"), "my-model");
     assert_eq!(sidecar.property::<String>("api-key-env"), "MY_KEY_VARIABLE");
     assert_eq!(sidecar.property::<String>("system-prompt"), "Be brief.");
     assert_eq!(
-        sidecar.property::<Option<String>>("system-prompt-file").as_deref(),
+        sidecar
+            .property::<Option<String>>("system-prompt-file")
+            .as_deref(),
         Some("/tmp/prompt.txt")
     );
     assert_eq!(

@@ -32,14 +32,25 @@ fn assert_fault(rig: &Rig, request_id: u64, kind: ErrorKind) -> Vec<ReasoningRes
         Some(kind),
         "final result: {last:?}"
     );
-    assert!(!last.error.as_ref().map(|e| e.message.clone()).unwrap_or_default().is_empty());
+    assert!(
+        !last
+            .error
+            .as_ref()
+            .map(|e| e.message.clone())
+            .unwrap_or_default()
+            .is_empty()
+    );
     assert_eq!(
         rig.pipeline.current_state(),
         gst::State::Playing,
         "the pipeline keeps running"
     );
     let (warnings, errors) = rig.bus_messages();
-    assert_eq!(warnings.len(), 1, "one warning per failed request: {warnings:?}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning per failed request: {warnings:?}"
+    );
     assert!(errors.is_empty(), "no pipeline error: {errors:?}");
     results
 }
@@ -53,25 +64,41 @@ fn streams_partial_results_then_the_final_one() {
     let (last, partials) = results.split_last().expect("results");
     assert!(last.error.is_none(), "{last:?}");
     assert!(last.text.contains("Paris"), "{:?}", last.text);
-    assert!(partials.len() >= 2, "partials before the final: {results:?}");
+    assert!(
+        partials.len() >= 2,
+        "partials before the final: {results:?}"
+    );
     assert!(partials.iter().all(|r| !r.is_final));
     assert_eq!(
-        partials.iter().map(|r| r.delta.as_str()).collect::<String>(),
+        partials
+            .iter()
+            .map(|r| r.delta.as_str())
+            .collect::<String>(),
         last.text
     );
     rig.finish(GENEROUS);
-    assert!(server.wait_for_line("request 1: done after", GENEROUS).is_some());
+    assert!(
+        server
+            .wait_for_line("request 1: done after", GENEROUS)
+            .is_some()
+    );
 }
 
 #[test]
 fn cancellation_mid_stream_closes_the_connection() {
     let server = TestServer::start(&["--token-delay-ms", "100"]);
     let rig = openai_rig(&server.base_url, &[("max-tokens", "200")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     rig.first_partial(1, GENEROUS);
     assert!(rig.appsrc.send_event(Yield::default().to_event()));
     let line = server
-        .wait_for_line("request 1: client closed the connection", Duration::from_secs(10))
+        .wait_for_line(
+            "request 1: client closed the connection",
+            Duration::from_secs(10),
+        )
         .expect("the server saw the connection close");
     let chunks: usize = line
         .split_whitespace()
@@ -80,7 +107,11 @@ fn cancellation_mid_stream_closes_the_connection() {
         .and_then(|n| n.parse().ok())
         .expect("chunk count");
     assert!(chunks < 100, "traffic stopped early: {line}");
-    assert!(server.wait_for_line("done after", Duration::from_millis(500)).is_none());
+    assert!(
+        server
+            .wait_for_line("done after", Duration::from_millis(500))
+            .is_none()
+    );
     let rest = rig.finish(GENEROUS);
     assert!(rest.iter().all(|r| !r.is_final), "{rest:?}");
 }
@@ -89,12 +120,18 @@ fn cancellation_mid_stream_closes_the_connection() {
 fn newer_request_aborts_the_older_http_request() {
     let server = TestServer::start(&["--token-delay-ms", "100"]);
     let rig = openai_rig(&server.base_url, &[("max-tokens", "200")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     rig.first_partial(1, GENEROUS);
     rig.push(&package(2, "What is the capital of France?"));
     assert!(
         server
-            .wait_for_line("request 1: client closed the connection", Duration::from_secs(10))
+            .wait_for_line(
+                "request 1: client closed the connection",
+                Duration::from_secs(10)
+            )
             .is_some()
     );
     let results = rig.until_final(2, GENEROUS);
@@ -107,11 +144,17 @@ fn newer_request_aborts_the_older_http_request() {
 fn server_killed_mid_stream() {
     let mut server = TestServer::start(&["--token-delay-ms", "100"]);
     let rig = openai_rig(&server.base_url, &[("max-tokens", "200")]);
-    rig.push(&package(1, "Write a long story about a dragon who learns to cook."));
+    rig.push(&package(
+        1,
+        "Write a long story about a dragon who learns to cook.",
+    ));
     rig.first_partial(1, GENEROUS);
     server.kill();
     let results = assert_fault(&rig, 1, ErrorKind::Disconnected);
-    assert!(!results.last().expect("final").text.is_empty(), "keeps what arrived");
+    assert!(
+        !results.last().expect("final").text.is_empty(),
+        "keeps what arrived"
+    );
     // The server is gone: the next request finds nobody listening, and still no error.
     rig.push(&package(2, "Are you there?"));
     assert_fault(&rig, 2, ErrorKind::Unreachable);
@@ -151,7 +194,10 @@ fn malformed_sse() {
     let rig = openai_rig(&server.base_url, &[("max-tokens", "32")]);
     rig.push(&package(1, "What is the capital of France?"));
     let results = assert_fault(&rig, 1, ErrorKind::Protocol);
-    assert!(results.len() >= 2, "the good event before the bad one went out: {results:?}");
+    assert!(
+        results.len() >= 2,
+        "the good event before the bad one went out: {results:?}"
+    );
     rig.finish(GENEROUS);
 }
 
@@ -163,7 +209,10 @@ fn slow_server_times_out_and_the_connection_is_closed() {
     assert_fault(&rig, 1, ErrorKind::Timeout);
     assert!(
         server
-            .wait_for_line("request 1: client closed the connection", Duration::from_secs(5))
+            .wait_for_line(
+                "request 1: client closed the connection",
+                Duration::from_secs(5)
+            )
             .is_some(),
         "the timed-out request was aborted"
     );

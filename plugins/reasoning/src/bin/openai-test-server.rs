@@ -146,10 +146,7 @@ fn main() {
         let listener = TcpListener::bind(("127.0.0.1", config.port))
             .await
             .map_err(|err| format!("cannot listen on port {}: {err}", config.port))?;
-        let port = listener
-            .local_addr()
-            .map_err(|err| err.to_string())?
-            .port();
+        let port = listener.local_addr().map_err(|err| err.to_string())?.port();
         say(&format!("listening http://127.0.0.1:{port}/v1"));
         loop {
             let (stream, _) = listener.accept().await.map_err(|err| err.to_string())?;
@@ -184,7 +181,10 @@ async fn read_request(stream: &mut TcpStream) -> Result<HttpRequest, String> {
         if data.len() > 64 * 1024 {
             return Err("request headers too long".into());
         }
-        let read = stream.read(&mut chunk).await.map_err(|err| err.to_string())?;
+        let read = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|err| err.to_string())?;
         if read == 0 {
             return Err("connection closed before the request was complete".into());
         }
@@ -203,7 +203,10 @@ async fn read_request(stream: &mut TcpStream) -> Result<HttpRequest, String> {
         .unwrap_or(0);
     let mut body = data[header_end + 4..].to_vec();
     while body.len() < content_length {
-        let read = stream.read(&mut chunk).await.map_err(|err| err.to_string())?;
+        let read = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|err| err.to_string())?;
         if read == 0 {
             return Err("connection closed before the body was complete".into());
         }
@@ -239,7 +242,10 @@ fn chunk_event(model: &str, delta: serde_json::Value, finish: Option<&str>) -> S
 impl Server {
     async fn handle(&self, number: u64, mut stream: TcpStream) -> Result<(), String> {
         let request = read_request(&mut stream).await?;
-        say(&format!("request {number}: {} {}", request.method, request.path));
+        say(&format!(
+            "request {number}: {} {}",
+            request.method, request.path
+        ));
         match self.fault {
             Fault::Status500 => {
                 respond(
@@ -263,7 +269,9 @@ impl Server {
                 // Never answers; the client has to give up. Reading tells us when it does.
                 let mut byte = [0u8; 1];
                 let _ = stream.read(&mut byte).await;
-                say(&format!("request {number}: client closed the connection after 0 chunks"));
+                say(&format!(
+                    "request {number}: client closed the connection after 0 chunks"
+                ));
                 return Ok(());
             }
             Fault::None | Fault::MalformedSse => {}
@@ -275,7 +283,13 @@ impl Server {
         let body: serde_json::Value = match serde_json::from_slice(&request.body) {
             Ok(body) => body,
             Err(err) => {
-                respond(&mut stream, "400 Bad Request", "text/plain", &format!("{err}\n")).await;
+                respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "text/plain",
+                    &format!("{err}\n"),
+                )
+                .await;
                 return Ok(());
             }
         };
@@ -289,14 +303,20 @@ impl Server {
             .and_then(|model| model.as_str())
             .unwrap_or("smollm2")
             .to_owned();
-        let stream_answer = body.get("stream").and_then(|v| v.as_bool()).unwrap_or(false);
+        let stream_answer = body
+            .get("stream")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let params = GenerateParams {
             max_tokens: body
                 .get("max_tokens")
                 .and_then(|v| v.as_u64())
                 .unwrap_or(128)
                 .clamp(1, 4000) as u32,
-            temperature: body.get("temperature").and_then(|v| v.as_f64()).unwrap_or(0.0),
+            temperature: body
+                .get("temperature")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0),
             seed: body.get("seed").and_then(|v| v.as_u64()).unwrap_or(0),
             deadline: None,
         };
@@ -306,10 +326,18 @@ impl Server {
             params.max_tokens
         ));
         let Some(model) = self.model.clone() else {
-            respond(&mut stream, "503 Service Unavailable", "text/plain", "no model\n").await;
+            respond(
+                &mut stream,
+                "503 Service Unavailable",
+                "text/plain",
+                "no model\n",
+            )
+            .await;
             return Ok(());
         };
-        let prompt = model.render_prompt(&messages).map_err(|err| err.to_string())?;
+        let prompt = model
+            .render_prompt(&messages)
+            .map_err(|err| err.to_string())?;
         let cancel = Arc::new(AtomicBool::new(false));
         let (pieces_tx, mut pieces) = tokio::sync::mpsc::unbounded_channel::<String>();
         let generation = {
@@ -325,14 +353,23 @@ impl Server {
             while let Some(piece) = pieces.recv().await {
                 text.push_str(&piece);
             }
-            let stats = generation.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+            let stats = generation
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             let answer = serde_json::json!({
                 "id": "chatcmpl-test", "object": "chat.completion", "created": 0,
                 "model": model_name,
                 "choices": [{ "index": 0, "message": { "role": "assistant", "content": text },
                               "finish_reason": finish_reason(stats.stop) }],
             });
-            respond(&mut stream, "200 OK", "application/json", &answer.to_string()).await;
+            respond(
+                &mut stream,
+                "200 OK",
+                "application/json",
+                &answer.to_string(),
+            )
+            .await;
             say(&format!("request {number}: done after 1 chunks"));
             return Ok(());
         }
@@ -345,7 +382,11 @@ impl Server {
         };
         let mut closed = write(&mut writer, SSE_HEADERS).await.is_err();
         if !closed {
-            let first = chunk_event(&model_name, serde_json::json!({ "role": "assistant" }), None);
+            let first = chunk_event(
+                &model_name,
+                serde_json::json!({ "role": "assistant" }),
+                None,
+            );
             closed = write(&mut writer, &first).await.is_err();
         }
         let mut probe = [0u8; 1];
@@ -382,8 +423,15 @@ impl Server {
             ));
             return Ok(());
         }
-        let stats = generation.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
-        let last = chunk_event(&model_name, serde_json::json!({}), Some(finish_reason(stats.stop)));
+        let stats = generation
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let last = chunk_event(
+            &model_name,
+            serde_json::json!({}),
+            Some(finish_reason(stats.stop)),
+        );
         let _ = write(&mut writer, &last).await;
         let _ = write(&mut writer, "data: [DONE]\n\n").await;
         let _ = writer.shutdown().await;

@@ -127,10 +127,10 @@ impl LocalModel {
             stop_tokens.push(eos);
         }
         for token in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] {
-            if let Some(id) = tokenizer.token_id(token) {
-                if !stop_tokens.contains(&id) {
-                    stop_tokens.push(id);
-                }
+            if let Some(id) = tokenizer.token_id(token)
+                && !stop_tokens.contains(&id)
+            {
+                stop_tokens.push(id);
             }
         }
         let device = Device::Cpu;
@@ -213,7 +213,10 @@ impl LocalModel {
                 stats.stop = StopReason::Cancelled;
                 break;
             }
-            if params.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            if params
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
                 stats.stop = StopReason::Timeout;
                 break;
             }
@@ -289,10 +292,7 @@ mod tests {
         assert_eq!(tokenizer.decode(&ids), mixed);
         let unicode = "héllo wörld 🙂 naïve";
         let ids = tokenizer.encode(unicode);
-        assert_eq!(
-            ids,
-            [88, 2756, 31394, 267, 29989, 400, 47526, 15486, 46494]
-        );
+        assert_eq!(ids, [88, 2756, 31394, 267, 29989, 400, 47526, 15486, 46494]);
         // Streaming decode holds back the split bytes of the emoji and gives the same text.
         let mut stream = TextStream::default();
         let mut streamed: String = ids.iter().map(|id| stream.push(tokenizer, *id)).collect();

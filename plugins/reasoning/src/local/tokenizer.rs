@@ -219,7 +219,11 @@ impl Tokenizer {
         let Some(token) = self.tokens.get(id as usize) else {
             return Vec::new();
         };
-        if self.control_tokens.iter().any(|(_, control)| *control == id) {
+        if self
+            .control_tokens
+            .iter()
+            .any(|(_, control)| *control == id)
+        {
             return token.as_bytes().to_vec();
         }
         token

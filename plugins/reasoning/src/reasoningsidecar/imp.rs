@@ -138,7 +138,9 @@ struct Output {
 
 impl Output {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -167,7 +169,9 @@ pub struct ReasoningSidecar {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ReasoningSidecar {
@@ -216,21 +220,25 @@ impl ReasoningSidecar {
         state.segment = None;
         drop(state);
         *self.output.lock() = Queue::default();
-        gst::info!(CAT, imp = self, "started with the {:?} backend", settings.backend);
+        gst::info!(
+            CAT,
+            imp = self,
+            "started with the {:?} backend",
+            settings.backend
+        );
         Ok(())
     }
 
     fn load_model(&self, settings: &Settings) -> Result<Arc<LocalModel>, gst::ErrorMessage> {
         let path = match &settings.model_path {
             Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => interaction_runtime::model_file(local::DEFAULT_MODEL).map_err(|err| {
-                gst::error_msg!(gst::ResourceError::NotFound, ("{}", err))
-            })?,
+            _ => interaction_runtime::model_file(local::DEFAULT_MODEL)
+                .map_err(|err| gst::error_msg!(gst::ResourceError::NotFound, ("{}", err)))?,
         };
-        if let Some((cached, model)) = &lock(&self.state).model_cache {
-            if *cached == path {
-                return Ok(model.clone());
-            }
+        if let Some((cached, model)) = &lock(&self.state).model_cache
+            && *cached == path
+        {
+            return Ok(model.clone());
         }
         gst::info!(CAT, imp = self, "loading {}", path.display());
         let model = LocalModel::load(&path)
@@ -251,7 +259,12 @@ impl ReasoningSidecar {
     fn cancel_all(&self, why: &str) {
         let mut queue = self.output.lock();
         if !queue.active.is_empty() {
-            gst::debug!(CAT, imp = self, "cancelling {} requests: {why}", queue.active.len());
+            gst::debug!(
+                CAT,
+                imp = self,
+                "cancelling {} requests: {why}",
+                queue.active.len()
+            );
         }
         for (_, active) in queue.active.drain() {
             active.cancelled.store(true, Ordering::Release);
@@ -308,7 +321,9 @@ impl ReasoningSidecar {
                     base_url: base_url.clone(),
                     model: model.clone(),
                     // Read when the request starts, so a rotated key is picked up; never logged.
-                    api_key: std::env::var(api_key_env).ok().filter(|key| !key.is_empty()),
+                    api_key: std::env::var(api_key_env)
+                        .ok()
+                        .filter(|key| !key.is_empty()),
                 }),
             };
             (
@@ -345,16 +360,28 @@ impl ReasoningSidecar {
             return Ok(());
         }
         if queue.active.contains_key(&request_id) {
-            gst::warning!(CAT, imp = self, "request {request_id} is already running: ignored");
+            gst::warning!(
+                CAT,
+                imp = self,
+                "request {request_id} is already running: ignored"
+            );
             return Ok(());
         }
         if settings.supersede {
             let cancelled = Self::supersede(&mut queue, request_id);
             if cancelled > 0 {
-                gst::debug!(CAT, imp = self, "request {request_id} superseded {cancelled}");
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "request {request_id} superseded {cancelled}"
+                );
             }
         }
-        queue.newest = Some(queue.newest.map_or(request_id, |newest| newest.max(request_id)));
+        queue.newest = Some(
+            queue
+                .newest
+                .map_or(request_id, |newest| newest.max(request_id)),
+        );
         let cancelled = Arc::new(AtomicBool::new(false));
         queue.active.insert(
             request_id,
@@ -392,10 +419,10 @@ impl ReasoningSidecar {
         let task = runtime.spawn(async move {
             let _in_flight = InFlight { output, request_id };
             let on_failure = |failure: &Failure| {
-                if let Some(element) = element.upgrade() {
-                    if !cancelled.load(Ordering::Acquire) {
-                        warn_failure(&element, request_id, failure);
-                    }
+                if let Some(element) = element.upgrade()
+                    && !cancelled.load(Ordering::Acquire)
+                {
+                    warn_failure(&element, request_id, failure);
                 }
             };
             backend::run(backend, request, limit, emit, on_failure).await;
@@ -461,7 +488,11 @@ impl ReasoningSidecar {
                 // read by `filesrc` is BYTES) leaves it unknown.
                 let segment = segment.segment().downcast_ref::<gst::ClockTime>().cloned();
                 if segment.is_none() {
-                    gst::debug!(CAT, imp = self, "non-TIME segment: packages have no running time");
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "non-TIME segment: packages have no running time"
+                    );
                 }
                 lock(&self.state).segment = segment;
                 true
@@ -499,7 +530,9 @@ impl ReasoningSidecar {
         match query.view_mut() {
             QueryViewMut::Caps(query) => {
                 let result = match query.filter() {
-                    Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+                    Some(filter) => {
+                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
+                    }
                     None => caps,
                 };
                 query.set_result(&result);
@@ -529,7 +562,9 @@ impl ReasoningSidecar {
             }
             QueryViewMut::Caps(query) => {
                 let result = match query.filter() {
-                    Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+                    Some(filter) => {
+                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
+                    }
                     None => caps,
                 };
                 query.set_result(&result);
@@ -554,7 +589,11 @@ impl ReasoningSidecar {
         }
     }
 
-    fn src_activate_mode(&self, mode: gst::PadMode, active: bool) -> Result<(), gst::LoggableError> {
+    fn src_activate_mode(
+        &self,
+        mode: gst::PadMode,
+        active: bool,
+    ) -> Result<(), gst::LoggableError> {
         if mode != gst::PadMode::Push {
             return Err(gst::loggable_error!(CAT, "only push mode is supported"));
         }
@@ -581,7 +620,11 @@ impl ReasoningSidecar {
             element.imp().src_loop();
         });
         if let Err(err) = started {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot start the src task: {err}"]);
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Failed,
+                ["cannot start the src task: {err}"]
+            );
         }
     }
 
@@ -636,8 +679,9 @@ impl ReasoningSidecar {
         let stream_id = format!("reasoningsidecar-{:08x}", rand_id());
         self.srcpad
             .push_event(gst::event::StreamStart::new(&stream_id));
-        self.srcpad
-            .push_event(gst::event::Caps::new(&gst::Caps::builder(RESULT_CAPS).build()));
+        self.srcpad.push_event(gst::event::Caps::new(
+            &gst::Caps::builder(RESULT_CAPS).build(),
+        ));
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
         self.srcpad.push_event(gst::event::Segment::new(&segment));
     }
@@ -702,7 +746,11 @@ fn warn_failure(element: &super::ReasoningSidecar, request_id: u64, failure: &Fa
     gst::element_warning!(
         element,
         gst::ResourceError::Read,
-        ("reasoning request {} failed: {}", request_id, failure.spoken()),
+        (
+            "reasoning request {} failed: {}",
+            request_id,
+            failure.spoken()
+        ),
         ["{:?}: {}", failure.kind, failure.detail]
     );
 }
@@ -768,7 +816,12 @@ impl ObjectSubclass for ReasoningSidecar {
             .activatemode_function(|_pad, parent, mode, active| {
                 ReasoningSidecar::catch_panic_pad_function(
                     parent,
-                    || Err(gst::loggable_error!(CAT, "panic while activating the src pad")),
+                    || {
+                        Err(gst::loggable_error!(
+                            CAT,
+                            "panic while activating the src pad"
+                        ))
+                    },
                     |imp| imp.src_activate_mode(mode, active),
                 )
             })
@@ -853,7 +906,9 @@ impl ObjectImpl for ReasoningSidecar {
                     .build(),
                 glib::ParamSpecUInt::builder("max-concurrent")
                     .nick("Maximum concurrent requests")
-                    .blurb("How many requests run at once; more wait for a slot (their timeout runs)")
+                    .blurb(
+                        "How many requests run at once; more wait for a slot (their timeout runs)",
+                    )
                     .minimum(1)
                     .maximum(16)
                     .default_value(DEFAULT_MAX_CONCURRENT)

@@ -59,7 +59,10 @@ mod imp;
 pub enum ReasoningBackend {
     /// The in-process GGUF model.
     #[default]
-    #[enum_value(name = "Local: the in-process GGUF model (candle, CPU)", nick = "local")]
+    #[enum_value(
+        name = "Local: the in-process GGUF model (candle, CPU)",
+        nick = "local"
+    )]
     Local = 0,
     /// An OpenAI-compatible chat-completions server.
     #[enum_value(

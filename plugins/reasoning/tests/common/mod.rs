@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use interaction_protocol::context::{
-    CONTEXT_CAPS, ContextPackage, RESULT_CAPS, ReasoningResult, Role, Trigger, TriggerReason,
-    Turn,
+    CONTEXT_CAPS, ContextPackage, RESULT_CAPS, ReasoningResult, Role, Trigger, TriggerReason, Turn,
 };
 
 pub fn init() {
@@ -125,7 +124,9 @@ impl Rig {
 
     pub fn push_bytes(&self, bytes: Vec<u8>) {
         let buffer = gst::Buffer::from_mut_slice(bytes);
-        self.appsrc.push_buffer(buffer).expect("appsrc takes the buffer");
+        self.appsrc
+            .push_buffer(buffer)
+            .expect("appsrc takes the buffer");
     }
 
     pub fn end_of_stream(&self) {
@@ -154,7 +155,9 @@ impl Rig {
                         return results;
                     }
                 }
-                Some(Out::Eos) => panic!("EOS before the final result of {request_id}: {results:?}"),
+                Some(Out::Eos) => {
+                    panic!("EOS before the final result of {request_id}: {results:?}")
+                }
                 None => panic!("no final result for {request_id} within {timeout:?}: {results:?}"),
             }
         }
@@ -167,7 +170,10 @@ impl Rig {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.next(left) {
                 Some(Out::Result(result, _)) if result.request_id == request_id => {
-                    assert!(!result.is_final, "expected a partial result, got {result:?}");
+                    assert!(
+                        !result.is_final,
+                        "expected a partial result, got {result:?}"
+                    );
                     return result;
                 }
                 Some(Out::Result(..)) => continue,
@@ -200,11 +206,9 @@ impl Rig {
             bus.pop_filtered(&[gst::MessageType::Warning, gst::MessageType::Error])
         {
             match message.view() {
-                gst::MessageView::Warning(warning) => warnings.push(format!(
-                    "{} ({:?})",
-                    warning.error(),
-                    warning.debug()
-                )),
+                gst::MessageView::Warning(warning) => {
+                    warnings.push(format!("{} ({:?})", warning.error(), warning.debug()))
+                }
                 gst::MessageView::Error(error) => {
                     errors.push(format!("{} ({:?})", error.error(), error.debug()))
                 }
