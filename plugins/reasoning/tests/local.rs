@@ -306,3 +306,31 @@ fn pipeline_file_runs() {
     assert!(last.is_final && last.request_id == 1);
     assert!(last.text.contains("Paris"), "{:?}", last.text);
 }
+
+#[test]
+fn concurrency_limit_queues_requests() {
+    // Side by side (no superseding) with one slot: the second request starts only when the
+    // first has ended, so none of its results comes before the first one's final result.
+    let rig = Rig::new(&[
+        ("max-tokens", "24"),
+        ("supersede", "false"),
+        ("max-concurrent", "1"),
+    ]);
+    rig.push(&package(1, "What is the capital of France?"));
+    rig.push(&package(2, "What is the capital of Italy?"));
+    let results = rig.finish(GENEROUS);
+    let final_of_1 = results
+        .iter()
+        .position(|r| r.request_id == 1 && r.is_final)
+        .expect("request 1 ends");
+    let first_of_2 = results
+        .iter()
+        .position(|r| r.request_id == 2)
+        .expect("request 2 runs too");
+    assert!(first_of_2 > final_of_1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| r.request_id == 2 && r.is_final && r.error.is_none())
+    );
+}

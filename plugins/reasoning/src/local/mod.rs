@@ -338,4 +338,39 @@ mod tests {
         assert_eq!(stats.generated_tokens, 0);
         assert_eq!(pieces, 0);
     }
+
+    #[test]
+    fn cancel_mid_generation_stops_within_one_token() {
+        let Some(model) = model() else {
+            panic!("SmolLM2 model missing: run scripts/setup.sh");
+        };
+        let prompt = model
+            .render_prompt(&[ChatMessage::user("Write a long story about a dragon.")])
+            .expect("renders");
+        let cancel = AtomicBool::new(false);
+        let params = GenerateParams {
+            max_tokens: 100,
+            temperature: 0.0,
+            seed: 1,
+            deadline: None,
+        };
+        let mut pieces = 0;
+        let stats = model
+            .generate(&prompt, &params, &cancel, |_| {
+                pieces += 1;
+                if pieces == 3 {
+                    cancel.store(true, Ordering::Release);
+                }
+            })
+            .expect("runs");
+        assert_eq!(stats.stop, StopReason::Cancelled);
+        // The flag was raised while token 3 (or the token completing piece 3) was handed out;
+        // no further forward pass ran.
+        assert!(
+            (3..=4).contains(&stats.generated_tokens),
+            "{} tokens after the cancel at the third piece",
+            stats.generated_tokens
+        );
+        assert_eq!(pieces, 3);
+    }
 }
