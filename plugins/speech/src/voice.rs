@@ -237,7 +237,7 @@ fn session(model: &Path, threads: usize) -> Result<Session, VoiceError> {
     let environment = interaction_runtime::ort_environment()?;
     let mut builder = Session::builder(environment)
         .map_err(|e| bad_model(e.to_string()))?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| bad_model(e.to_string()))?;
     if threads > 0 {
         builder = builder
