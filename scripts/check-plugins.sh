@@ -6,7 +6,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 plugin_dir=${1:-$repo/target/debug}
 export GST_PLUGIN_PATH=$plugin_dir
 export GST_REGISTRY=${GST_REGISTRY:-$repo/target/gst-registry.bin}
-mapfile -t elements < <(grep -rhoP 'Element::register\(\s*Some\(plugin\),\s*"\K[a-z0-9]+' "$repo/plugins" | sort -u)
+# -z: rustfmt may break the call over several lines.
+mapfile -t elements < <(grep -rhzoP 'Element::register\(\s*Some\(plugin\),\s*"\K[a-z0-9]+' "$repo/plugins" | tr '\0' '\n' | sort -u)
 missing=0
 for element in "${elements[@]}"; do
   if gst-inspect-1.0 "$element" >/dev/null 2>&1; then

@@ -10,3 +10,4 @@
 
 pub mod events;
 pub mod packet;
+pub mod context;

@@ -1,0 +1,37 @@
+//! The boundary for the live runner (not built yet: it needs the interaction elements).
+//!
+//! The runner will play each generated dialogue's user WAV live, at real-time pace, into a
+//! pipeline built from a model package and the interaction elements (`microturnmux !
+//! interactionmodel ! speechsynth`), record the agent's output audio from sample 0 of the user
+//! side (same clock, same start), and write every decision bus message as a JSON line
+//! ([`crate::decisions`]). It runs the default model package and the `silence` 500 ms baseline
+//! in the same invocation, then hands both recordings to [`crate::score`] exactly as the
+//! `score` command does today.
+
+use std::path::{Path, PathBuf};
+
+use crate::segments::UserSegments;
+
+/// What one live run of a dialogue leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    /// The agent's output audio, time-aligned with the user WAV (sample 0 = user sample 0).
+    pub agent_wav: PathBuf,
+    /// Decision bus messages as JSON lines, times from the start of the recording.
+    pub decisions: Option<PathBuf>,
+}
+
+/// An agent under test: a configuration (model package, turn detection) that can play a
+/// dialogue and record what came out.
+pub trait AgentUnderTest {
+    /// The label in the results table (`default`, `silence-500ms`, ...).
+    fn label(&self) -> &str;
+
+    /// Plays `user_wav` live and records the agent's output into `out_dir`.
+    fn run(
+        &mut self,
+        user_wav: &Path,
+        segments: &UserSegments,
+        out_dir: &Path,
+    ) -> Result<Recording, Box<dyn std::error::Error + Send + Sync>>;
+}
