@@ -1,20 +1,27 @@
-//! dMel: discretised log-mel, after apple/dmel ("dMel: Speech Tokenization made Simple").
+//! dMel: discretised log-mel, after apple/dmel ("dMel: Speech Tokenization made Simple",
+//! package `dmel`: `LogMelFbank` + `DiscretizedLogMelFbank`).
 //!
-//! Recipe: 16 kHz; periodic Hann window of 50 ms (800 samples), FFT of 800; magnitude spectrum
-//! |X|; 80 Slaney mel filters over 80–7600 Hz with Slaney area normalisation (librosa's
-//! `filters.mel`, the ParallelWaveGAN log-mel that dMel builds on); `log10(max(mel, 1e-10))`
-//! clipped to [-7, 2]; quantised to 16 levels whose centres are `-7 + k · 9/15`, k = 0..15
-//! (nearest centre, ties to even). The step is configurable; the default 12.5 ms (200 samples)
-//! puts exactly 16 frames in a 200 ms micro-turn.
+//! Recipe (apple/dmel's defaults and example): 16 kHz; periodic Hann window of 50 ms
+//! (800 samples) centred in an FFT of 1024; magnitude `sqrt(max(|X|², 1e-10))`; 80 Slaney mel
+//! filters over 80–7600 Hz with Slaney area normalisation (`librosa.filters.mel`);
+//! `log10(max(mel, 1e-10))` clipped to [-7, 2]; 16 levels (4 bits) with centres
+//! `-7 + k · 0.6`, k = 0..15, each value taking the nearest centre (the lower one on an exact
+//! tie, as `argmin` does). The step is configurable; the default 12.5 ms (200 samples) puts
+//! exactly 16 frames in a 200 ms micro-turn.
 //!
-//! Framing is causal, for streaming: frame `t` covers samples `(t+1)·hop − window ..
-//! (t+1)·hop`, zeros before the stream start. So a frame is ready the moment its last hop of
-//! samples has arrived (no look-ahead), and every `hop` samples give one frame: a micro-turn of
-//! 3200 samples gives 16 frames, whatever the chunking.
+//! One deliberate difference, for streaming: **framing is causal**. apple/dmel frames with
+//! `torch.stft(center=True)`, so its frame t is centred on sample `t·hop` and needs 400 samples
+//! of look-ahead. Here frame `t` covers samples `(t+1)·hop − 800 .. (t+1)·hop` (centred on
+//! `(t−1)·hop`, zeros before the stream start): it is ready the moment its last hop of samples
+//! has arrived, and every `hop` samples give one frame, so a micro-turn of 3200 samples gives 16
+//! frames whatever the chunking. Away from the stream start our frame `t + 1` is apple's frame
+//! `t`, computed from the same samples with the same window (the reference test checks this).
+//! [`DmelFraming::Centered`] gives apple's framing exactly, at the cost of 25 ms of look-ahead.
 
+use crate::centered::CenteredFramer;
 use crate::error::{KernelError, check_finite};
 use crate::framer::Framer;
-use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind};
+use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
 
 /// The dMel parameters. [`DmelConfig::default`] is the apple/dmel recipe with a 12.5 ms step.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,7 +30,8 @@ pub struct DmelConfig {
     pub sample_rate: u32,
     /// Analysis window in samples (800 = 50 ms).
     pub window: usize,
-    /// FFT size, ≥ `window` (the window is centred in it, zeros around, as librosa does).
+    /// FFT size, even and ≥ `window` (the window is centred in it, zeros around, as
+    /// `torch.stft` does); apple/dmel uses 1024.
     pub n_fft: usize,
     /// Step between frames in samples (200 = 12.5 ms); 1 ≤ hop ≤ window.
     pub hop: usize,
@@ -39,6 +47,23 @@ pub struct DmelConfig {
     pub log_max: f32,
     /// Number of levels, 2..=256.
     pub levels: usize,
+    /// Where frames sit in time: [`DmelFraming::Causal`] (default, no look-ahead) or
+    /// [`DmelFraming::Centered`] (apple/dmel's own `torch.stft(center=True)` framing).
+    pub framing: DmelFraming,
+}
+
+/// How dMel frames are placed on the signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DmelFraming {
+    /// Frame `t` covers samples `(t+1)·hop − window .. (t+1)·hop`, zeros before the start: ready
+    /// as soon as its last hop is in (no look-ahead); `hop` samples give one frame.
+    #[default]
+    Causal,
+    /// apple/dmel's framing exactly: frame `t` is centred on sample `t·hop`, reflect padding at
+    /// both ends, `1 + n / hop` frames for `n` samples. Needs `window / 2` samples of
+    /// look-ahead (25 ms), and [`DmelStream::finish`] for the last frames. `hop` must be less
+    /// than `window / 2`.
+    Centered,
 }
 
 impl Default for DmelConfig {
@@ -46,7 +71,7 @@ impl Default for DmelConfig {
         DmelConfig {
             sample_rate: 16_000,
             window: 800,
-            n_fft: 800,
+            n_fft: 1024,
             hop: 200,
             n_mels: 80,
             fmin: 80.0,
@@ -54,6 +79,7 @@ impl Default for DmelConfig {
             log_min: -7.0,
             log_max: 2.0,
             levels: 16,
+            framing: DmelFraming::Causal,
         }
     }
 }
@@ -68,9 +94,13 @@ impl DmelConfig {
             });
         }
         let bad = |msg: String| Err(KernelError::Config(msg));
-        if self.window < 2 || self.window > self.n_fft || self.n_fft > 1 << 16 {
+        if self.window < 2
+            || self.window > self.n_fft
+            || self.n_fft > 1 << 16
+            || !self.n_fft.is_multiple_of(2)
+        {
             return bad(format!(
-                "dMel window {} and n_fft {} must satisfy 2 <= window <= n_fft <= 65536",
+                "dMel window {} and n_fft {} must satisfy 2 <= window <= n_fft <= 65536, n_fft even",
                 self.window, self.n_fft
             ));
         }
@@ -78,6 +108,13 @@ impl DmelConfig {
             return bad(format!(
                 "dMel hop {} must be between 1 and the window {}",
                 self.hop, self.window
+            ));
+        }
+        if self.framing == DmelFraming::Centered && 2 * self.hop >= self.window {
+            return bad(format!(
+                "dMel centred framing needs hop {} < window / 2 = {}",
+                self.hop,
+                self.window / 2
             ));
         }
         if self.n_mels == 0 || self.n_mels > self.n_fft / 2 {
@@ -125,19 +162,64 @@ impl DmelConfig {
 /// Streaming dMel. Emits, per frame, `n_mels` levels (and on request the clipped log10 mel).
 pub struct DmelStream {
     config: DmelConfig,
+    framer: Framing,
+    frame_core: DmelFrame,
+}
+
+enum Framing {
+    Causal(Framer),
+    Centered(CenteredFramer),
+}
+
+/// The per-frame part: window → |X| → mel → log10 → clip → levels.
+struct DmelFrame {
     spectrum: FrameSpectrum,
     mel: MelFilterbank,
-    framer: Framer,
     logmel: Vec<f32>,
     levels: Vec<u8>,
+    log_min: f32,
+    log_max: f32,
+    top: f32,
     inv_step: f32,
+    avx2: bool,
+}
+
+impl DmelFrame {
+    fn frame(&mut self, frame: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
+            unsafe { self.frame_avx2(frame) };
+            return;
+        }
+        self.frame_body(frame);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn frame_avx2(&mut self, frame: &[f32]) {
+        self.frame_body(frame);
+    }
+
+    #[inline(always)]
+    fn frame_body(&mut self, frame: &[f32]) {
+        let magnitude = self.spectrum.compute(frame);
+        self.mel.apply(magnitude, &mut self.logmel);
+        log10_floor_in_place(&mut self.logmel, 1e-10);
+        let (lo, hi, top, inv_step) = (self.log_min, self.log_max, self.top, self.inv_step);
+        for (l, q) in self.logmel.iter_mut().zip(self.levels.iter_mut()) {
+            *l = l.clamp(lo, hi);
+            // Nearest centre, the lower one on an exact tie: ceil(t − ½).
+            *q = ((*l - lo) * inv_step - 0.5).ceil().clamp(0.0, top) as u8;
+        }
+    }
 }
 
 impl DmelStream {
     /// A stream with `config` (see [`DmelConfig::validate`] for what is refused).
     pub fn new(config: DmelConfig) -> Result<Self, KernelError> {
         config.validate()?;
-        let spectrum = FrameSpectrum::new(config.window, config.n_fft, SpectrumKind::Magnitude);
+        let spectrum = FrameSpectrum::build(config.window, config.n_fft, SpectrumKind::Magnitude);
         let mel = MelFilterbank::slaney(
             f64::from(config.sample_rate),
             spectrum.bins(),
@@ -146,12 +228,25 @@ impl DmelStream {
             config.fmax,
         );
         let mut stream = DmelStream {
-            spectrum,
-            mel,
-            framer: Framer::new(config.window, config.hop),
-            logmel: vec![0.0; config.n_mels],
-            levels: vec![0; config.n_mels],
-            inv_step: 1.0 / config.level_step(),
+            framer: match config.framing {
+                DmelFraming::Causal => Framing::Causal(Framer::new(config.window, config.hop)),
+                DmelFraming::Centered => Framing::Centered(CenteredFramer::new(
+                    config.window / 2,
+                    config.window,
+                    config.hop,
+                )),
+            },
+            frame_core: DmelFrame {
+                spectrum,
+                mel,
+                logmel: vec![0.0; config.n_mels],
+                levels: vec![0; config.n_mels],
+                log_min: config.log_min,
+                log_max: config.log_max,
+                top: (config.levels - 1) as f32,
+                inv_step: 1.0 / config.level_step(),
+                avx2: has_avx2(),
+            },
             config,
         };
         stream.reset();
@@ -179,25 +274,45 @@ impl DmelStream {
     ) -> Result<usize, KernelError> {
         check_finite(chunk)?;
         let DmelStream {
-            config,
-            spectrum,
-            mel,
-            framer,
-            logmel,
-            levels,
-            inv_step,
+            framer, frame_core, ..
         } = self;
-        let (lo, hi, top) = (config.log_min, config.log_max, (config.levels - 1) as f32);
-        let inv_step = *inv_step;
-        Ok(framer.push(chunk, |frame| {
-            let magnitude = spectrum.compute(frame);
-            mel.apply(magnitude, logmel);
-            for (l, q) in logmel.iter_mut().zip(levels.iter_mut()) {
-                *l = l.max(1e-10).log10().clamp(lo, hi);
-                *q = ((*l - lo) * inv_step).round_ties_even().clamp(0.0, top) as u8;
+        let on_frame = |frame: &[f32]| {
+            frame_core.frame(frame);
+            sink(&frame_core.levels, &frame_core.logmel);
+        };
+        Ok(match framer {
+            Framing::Causal(f) => f.push(chunk, on_frame),
+            Framing::Centered(f) => f.push(chunk, on_frame),
+        })
+    }
+
+    /// Ends the stream and resets it. With [`DmelFraming::Centered`], emits the frames that
+    /// reach into the end's reflect padding, so that `1 + n / hop` frames have come out for `n`
+    /// samples (as `torch.stft(center=True)`); with [`DmelFraming::Causal`] every frame is
+    /// already out and this emits nothing. Returns the number of frames emitted.
+    pub fn finish_with_logmel(&mut self, sink: &mut dyn FnMut(&[u8], &[f32])) -> usize {
+        let hop = self.config.hop;
+        let DmelStream {
+            framer, frame_core, ..
+        } = self;
+        let emitted = match framer {
+            Framing::Causal(_) => 0,
+            Framing::Centered(f) => {
+                let n = f.samples_in();
+                let total = if n == 0 { 0 } else { 1 + n / hop };
+                f.finish(total, |frame| {
+                    frame_core.frame(frame);
+                    sink(&frame_core.levels, &frame_core.logmel);
+                })
             }
-            sink(levels, logmel);
-        }))
+        };
+        self.reset();
+        emitted
+    }
+
+    /// [`DmelStream::finish_with_logmel`], levels only.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(&[u8])) -> usize {
+        self.finish_with_logmel(&mut |levels, _| sink(levels))
     }
 
     /// Feeds samples; calls `sink` with each completed frame's levels. See
@@ -210,22 +325,28 @@ impl DmelStream {
         self.push_with_logmel(chunk, &mut |levels, _| sink(levels))
     }
 
-    /// Forgets the stream: the next frame again sees zeros before the start.
+    /// Forgets the stream: the next frame again starts from the stream's start (zeros before it
+    /// with causal framing, reflect padding with centred framing).
     pub fn reset(&mut self) {
-        self.framer.reset();
-        let history = self.config.window - self.config.hop;
-        let zeros = [0.0f32; 256];
-        let mut left = history;
-        while left > 0 {
-            let n = left.min(zeros.len());
-            self.framer.push(&zeros[..n], |_| {});
-            left -= n;
+        match &mut self.framer {
+            Framing::Causal(framer) => {
+                framer.reset();
+                let history = self.config.window - self.config.hop;
+                let zeros = [0.0f32; 256];
+                let mut left = history;
+                while left > 0 {
+                    let n = left.min(zeros.len());
+                    framer.push(&zeros[..n], |_| {});
+                    left -= n;
+                }
+            }
+            Framing::Centered(framer) => framer.reset(),
         }
     }
 }
 
-/// dMel levels of a whole signal with the default recipe: `frames × 80` values, frame-major.
-/// The same as pushing the signal into a [`DmelStream`] in any chunks.
+/// dMel levels of a whole signal with the default recipe (causal framing): `frames × 80`
+/// values, frame-major. The same as pushing the signal into a [`DmelStream`] in any chunks.
 pub fn dmel(samples: &[f32]) -> Result<Vec<u8>, KernelError> {
     let mut stream = DmelStream::new(DmelConfig::default())?;
     let mut out = Vec::with_capacity(samples.len() / 200 * 80);

@@ -8,8 +8,9 @@
 //! |---|---|---|
 //! | [`whisper_log_mel`], [`WhisperLogMel`] | 16 kHz mono | Whisper features `[80][frames]` |
 //! | [`smart_turn_features`] | a turn's audio, 16 kHz | Smart Turn v3.2 input `[80][800]` |
+//! | [`SmartTurnWindow`] | 16 kHz stream | the same, for the last 8 s, on demand |
 //! | [`WhisperLogMelStream`] | 16 kHz stream | raw log10 mel frames (80 each) |
-//! | [`DmelStream`], [`dmel`] | 16 kHz stream | dMel levels (80 per 12.5 ms frame) |
+//! | [`DmelStream`], [`dmel()`] | 16 kHz stream | dMel levels (80 per 12.5 ms frame) |
 //! | [`SileroFramer`] | 16 kHz stream | Silero VAD inputs (64 context + 512) |
 //! | [`Patchify`] | RGB frame, sides multiples of 40 | 40×40 patches, row-major, normalised |
 //! | [`EfficientNetInput`] | RGB frame, any size | EfficientNet-Lite0 input `[3][224][224]` |
@@ -18,6 +19,7 @@
 //! (1e9), a wrong sample rate, an output buffer or a frame of the wrong size give a
 //! [`KernelError`] and leave the kernel as it was; an empty chunk is valid and emits nothing.
 
+mod centered;
 pub mod dmel;
 mod error;
 mod framer;
@@ -26,14 +28,17 @@ pub mod spectrum;
 pub mod vision;
 pub mod whisper;
 
-pub use dmel::{DmelConfig, DmelStream, dmel};
+pub use dmel::{DmelConfig, DmelFraming, DmelStream, dmel};
 pub use error::{KernelError, MAX_SAMPLE_MAGNITUDE};
 pub use silero::SileroFramer;
-pub use spectrum::{MelFilterbank, SpectrumKind, periodic_hann, real_fft_flops};
+pub use spectrum::{
+    FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place, periodic_hann,
+    real_fft_flops,
+};
 pub use vision::{EFFICIENTNET_SIDE, EfficientNetInput, Patchify, RgbFrame};
 pub use whisper::{
-    SMART_TURN_FRAMES, SMART_TURN_SAMPLES, WHISPER_HOP, WHISPER_N_FFT, WHISPER_N_MELS,
-    WHISPER_SAMPLE_RATE, WHISPER_WINDOW_FRAMES, WhisperLogMel, WhisperLogMelStream,
+    SMART_TURN_FRAMES, SMART_TURN_SAMPLES, SmartTurnWindow, WHISPER_HOP, WHISPER_N_FFT,
+    WHISPER_N_MELS, WHISPER_SAMPLE_RATE, WHISPER_WINDOW_FRAMES, WhisperLogMel, WhisperLogMelStream,
     smart_turn_features, whisper_log_mel, whisper_normalize,
 };
 

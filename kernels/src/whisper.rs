@@ -14,9 +14,9 @@
 //! `log10` mel frames as audio arrives, bit-identical to the offline frames, and
 //! [`whisper_normalize`] finishes any window of them.
 
+use crate::centered::{CenteredFramer, reflect_index};
 use crate::error::{KernelError, check_finite};
-use crate::framer::Framer;
-use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind};
+use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
 
 /// Sample rate Whisper and Smart Turn expect.
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;
@@ -41,11 +41,12 @@ const NORM_VARIANCE_EPS: f64 = 1e-7;
 struct FrameCore {
     spectrum: FrameSpectrum,
     mel: MelFilterbank,
+    avx2: bool,
 }
 
 impl FrameCore {
     fn new() -> Self {
-        let spectrum = FrameSpectrum::new(WHISPER_N_FFT, WHISPER_N_FFT, SpectrumKind::Power);
+        let spectrum = FrameSpectrum::build(WHISPER_N_FFT, WHISPER_N_FFT, SpectrumKind::Power);
         let mel = MelFilterbank::slaney(
             f64::from(WHISPER_SAMPLE_RATE),
             spectrum.bins(),
@@ -53,30 +54,35 @@ impl FrameCore {
             0.0,
             f64::from(WHISPER_SAMPLE_RATE) / 2.0,
         );
-        FrameCore { spectrum, mel }
+        FrameCore {
+            spectrum,
+            mel,
+            avx2: has_avx2(),
+        }
     }
 
     /// 400 samples → 80 values of `log10(max(mel, 1e-10))`.
     fn raw_frame(&mut self, frame: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
+            unsafe { self.raw_frame_avx2(frame, out) };
+            return;
+        }
+        self.raw_frame_body(frame, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn raw_frame_avx2(&mut self, frame: &[f32], out: &mut [f32]) {
+        self.raw_frame_body(frame, out);
+    }
+
+    #[inline(always)]
+    fn raw_frame_body(&mut self, frame: &[f32], out: &mut [f32]) {
         let power = self.spectrum.compute(frame);
         self.mel.apply(power, out);
-        for v in out.iter_mut() {
-            *v = v.max(MEL_FLOOR).log10();
-        }
-    }
-}
-
-/// numpy's `np.pad(..., mode="reflect")` index rule for any pad width.
-fn reflect_index(i: isize, n: usize) -> usize {
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * (n as isize - 1);
-    let j = i.rem_euclid(period);
-    if j >= n as isize {
-        (period - j) as usize
-    } else {
-        j as usize
+        log10_floor_in_place(out, MEL_FLOOR);
     }
 }
 
@@ -269,13 +275,7 @@ pub fn smart_turn_features(samples: &[f32]) -> Result<Vec<f32>, KernelError> {
 /// [`whisper_normalize`] to a window of them for the model's input.
 pub struct WhisperLogMelStream {
     core: FrameCore,
-    framer: Framer,
-    /// The first 201 samples, held until the start's reflect padding can be built.
-    head: Vec<f32>,
-    started: bool,
-    samples_in: usize,
-    frames_out: usize,
-    finish_buf: Vec<f32>,
+    framer: CenteredFramer,
     frame_out: [f32; WHISPER_N_MELS],
 }
 
@@ -290,12 +290,7 @@ impl WhisperLogMelStream {
         }
         Ok(WhisperLogMelStream {
             core: FrameCore::new(),
-            framer: Framer::new(WHISPER_N_FFT, WHISPER_HOP),
-            head: Vec::with_capacity(PAD + 1),
-            started: false,
-            samples_in: 0,
-            frames_out: 0,
-            finish_buf: Vec::with_capacity(4 * WHISPER_N_FFT),
+            framer: CenteredFramer::new(PAD, WHISPER_N_FFT, WHISPER_HOP),
             frame_out: [0.0; WHISPER_N_MELS],
         })
     }
@@ -314,101 +309,105 @@ impl WhisperLogMelStream {
         sink: &mut dyn FnMut(&[f32]),
     ) -> Result<usize, KernelError> {
         check_finite(chunk)?;
-        self.samples_in += chunk.len();
-        let mut rest = chunk;
-        let mut emitted = 0;
-        if !self.started {
-            let take = (PAD + 1 - self.head.len()).min(rest.len());
-            self.head.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.head.len() == PAD + 1 {
-                self.started = true;
-                let Self {
-                    core,
-                    framer,
-                    head,
-                    frame_out,
-                    ..
-                } = self;
-                let mut emit = |f: &[f32]| {
-                    core.raw_frame(f, frame_out);
-                    sink(frame_out);
-                };
-                // Reflection of x[1..=200] (x[200], …, x[1]), then x[0..=200].
-                for i in (1..=PAD).rev() {
-                    emitted += framer.push(&head[i..=i], &mut emit);
-                }
-                emitted += framer.push(head, &mut emit);
-            }
-        }
-        if self.started && !rest.is_empty() {
-            let Self {
-                core,
-                framer,
-                frame_out,
-                ..
-            } = self;
-            emitted += framer.push(rest, |f| {
-                core.raw_frame(f, frame_out);
-                sink(frame_out);
-            });
-        }
-        self.frames_out += emitted;
-        Ok(emitted)
+        let Self {
+            core,
+            framer,
+            frame_out,
+        } = self;
+        Ok(framer.push(chunk, |f| {
+            core.raw_frame(f, frame_out);
+            sink(frame_out);
+        }))
     }
 
     /// Ends the stream: emits the remaining frames (those that reach into the end's reflect
     /// padding), so that `n / 160` frames have come out in all, then resets for a new stream.
     /// Returns the number of frames emitted by this call.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&[f32])) -> usize {
-        let n = self.samples_in;
-        let total = n / WHISPER_HOP;
-        let mut emitted = 0;
-        if self.frames_out < total {
-            // Rebuild the padded stream from the next frame's start to the end (+200 reflected).
-            self.finish_buf.clear();
-            let first_pos; // padded-stream position of finish_buf[0]
-            if self.started {
-                let pending = self.framer.pending();
-                first_pos = n + PAD - pending.len();
-                self.finish_buf.extend_from_slice(pending);
-                // pending ends with x[n-1]; x[n-1-k] is pending[len-1-k].
-                let len = pending.len();
-                for k in 1..=PAD {
-                    let v = self.finish_buf[len - 1 - k];
-                    self.finish_buf.push(v);
-                }
-            } else {
-                first_pos = 0;
-                for p in 0..n + 2 * PAD {
-                    let v = self.head[reflect_index(p as isize - PAD as isize, n)];
-                    self.finish_buf.push(v);
-                }
-            }
-            while self.frames_out < total {
-                let start = self.frames_out * WHISPER_HOP - first_pos;
-                if start + WHISPER_N_FFT > self.finish_buf.len() {
-                    break;
-                }
-                self.core.raw_frame(
-                    &self.finish_buf[start..start + WHISPER_N_FFT],
-                    &mut self.frame_out,
-                );
-                sink(&self.frame_out);
-                self.frames_out += 1;
-                emitted += 1;
-            }
-        }
-        self.reset();
-        emitted
+        let total = self.framer.samples_in() / WHISPER_HOP;
+        let Self {
+            core,
+            framer,
+            frame_out,
+        } = self;
+        framer.finish(total, |f| {
+            core.raw_frame(f, frame_out);
+            sink(frame_out);
+        })
     }
 
     /// Forgets the stream so far.
     pub fn reset(&mut self) {
         self.framer.reset();
-        self.head.clear();
-        self.started = false;
-        self.samples_in = 0;
-        self.frames_out = 0;
+    }
+}
+
+/// The audio Smart Turn looks at, kept as it streams: the last 8 s in a ring, and
+/// [`SmartTurnWindow::features_into`] gives the model input for "now" without allocating.
+/// Equal to [`smart_turn_features`] on everything pushed since the last reset.
+pub struct SmartTurnWindow {
+    ring: Vec<f32>,
+    /// Next write position in `ring`.
+    pos: usize,
+    /// Samples held (≤ 128 000).
+    held: usize,
+    linear: Vec<f32>,
+    features: WhisperLogMel,
+}
+
+impl SmartTurnWindow {
+    /// An empty window at `sample_rate`, which must be 16 000.
+    pub fn new(sample_rate: u32) -> Result<Self, KernelError> {
+        if sample_rate != WHISPER_SAMPLE_RATE {
+            return Err(KernelError::SampleRate {
+                got: sample_rate,
+                expected: "16000",
+            });
+        }
+        Ok(SmartTurnWindow {
+            ring: vec![0.0; SMART_TURN_SAMPLES],
+            pos: 0,
+            held: 0,
+            linear: Vec::with_capacity(SMART_TURN_SAMPLES),
+            features: WhisperLogMel::new(),
+        })
+    }
+
+    /// Appends audio, keeping the last 8 s. A chunk with NaN, infinity or a sample beyond ±1e9
+    /// is rejected whole and the window is unchanged.
+    pub fn push(&mut self, chunk: &[f32]) -> Result<(), KernelError> {
+        check_finite(chunk)?;
+        let chunk = &chunk[chunk.len().saturating_sub(SMART_TURN_SAMPLES)..];
+        let first = (SMART_TURN_SAMPLES - self.pos).min(chunk.len());
+        self.ring[self.pos..self.pos + first].copy_from_slice(&chunk[..first]);
+        self.ring[..chunk.len() - first].copy_from_slice(&chunk[first..]);
+        self.pos = (self.pos + chunk.len()) % SMART_TURN_SAMPLES;
+        self.held = (self.held + chunk.len()).min(SMART_TURN_SAMPLES);
+        Ok(())
+    }
+
+    /// Samples held (at most 128 000).
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Smart Turn's `input_features` (`[80][800]`) for the audio held now, into `out`.
+    pub fn features_into(&mut self, out: &mut [f32]) -> Result<(), KernelError> {
+        self.linear.clear();
+        let start = (self.pos + SMART_TURN_SAMPLES - self.held) % SMART_TURN_SAMPLES;
+        if start + self.held <= SMART_TURN_SAMPLES {
+            self.linear
+                .extend_from_slice(&self.ring[start..start + self.held]);
+        } else {
+            self.linear.extend_from_slice(&self.ring[start..]);
+            self.linear.extend_from_slice(&self.ring[..self.pos]);
+        }
+        self.features.smart_turn_into(&self.linear, out)
+    }
+
+    /// Forgets the audio (a new turn).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.held = 0;
     }
 }

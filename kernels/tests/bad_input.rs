@@ -39,6 +39,10 @@ fn non_finite_samples_are_rejected_and_state_is_kept() {
         let mut out = Vec::new();
         assert!(framer.push_into(&signal, &mut out).is_err());
         assert!(out.is_empty());
+        let mut ring = kernels::SmartTurnWindow::new(16_000).unwrap();
+        ring.push(&good(100)).unwrap();
+        assert!(ring.push(&signal).is_err());
+        assert_eq!(ring.held(), 100, "a rejected chunk is not kept");
     }
     // An error message says what is wrong.
     let msg = whisper_log_mel(&[0.0, f32::NAN], 4)

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use kernels::{
-    DmelConfig, DmelStream, EfficientNetInput, Patchify, RgbFrame, SileroFramer, StreamingKernel,
-    WhisperLogMel, WhisperLogMelStream,
+    DmelConfig, DmelFraming, DmelStream, EfficientNetInput, Patchify, RgbFrame, SileroFramer,
+    SmartTurnWindow, StreamingKernel, WhisperLogMel, WhisperLogMelStream,
 };
 
 struct Counting;
@@ -60,6 +60,11 @@ fn audio_kernels_do_not_allocate_per_call() {
     let mut whisper = WhisperLogMelStream::new(16_000).unwrap();
     let mut dmel = DmelStream::new(DmelConfig::default()).unwrap();
     let mut silero = SileroFramer::new(16_000).unwrap();
+    let mut centred = DmelStream::new(DmelConfig {
+        framing: DmelFraming::Centered,
+        ..DmelConfig::default()
+    })
+    .unwrap();
     let n = allocations(|| {
         for chunk in [1usize, 7, 160, 3200, 4999] {
             for piece in audio[..40_000].chunks(chunk) {
@@ -67,8 +72,12 @@ fn audio_kernels_do_not_allocate_per_call() {
                 dmel.push(piece, &mut |f| sink_total += f32::from(f[0]))
                     .unwrap();
                 silero.push(piece, &mut |f| sink_total += f[0]).unwrap();
+                centred
+                    .push(piece, &mut |f| sink_total += f32::from(f[0]))
+                    .unwrap();
             }
         }
+        centred.finish(&mut |f| sink_total += f32::from(f[0]));
         whisper.finish(&mut |f| sink_total += f[0]);
         silero.flush(&mut |f| sink_total += f[0]);
         dmel.reset();
@@ -100,6 +109,19 @@ fn audio_kernels_do_not_allocate_per_call() {
         }
     });
     assert_eq!(n, 0, "offline Whisper allocated {n} times");
+
+    // The Smart Turn ring: pushes never allocate; features after the first call do not.
+    let mut ring = SmartTurnWindow::new(16_000).unwrap();
+    ring.push(&audio[..1000]).unwrap();
+    ring.features_into(&mut st).unwrap();
+    let n = allocations(|| {
+        for turn in audio.chunks(3200).take(60) {
+            ring.push(turn).unwrap();
+        }
+        assert!(ring.push(&[f32::INFINITY]).is_err());
+        ring.features_into(&mut st).unwrap();
+    });
+    assert_eq!(n, 0, "Smart Turn window allocated {n} times");
     assert!(sink_total.is_finite());
 }
 

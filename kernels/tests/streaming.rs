@@ -6,8 +6,8 @@ mod common;
 
 use common::{Rng, random_splits, speech_sample};
 use kernels::{
-    SileroFramer, StreamingKernel, WHISPER_HOP, WHISPER_N_MELS, WhisperLogMel, WhisperLogMelStream,
-    whisper_normalize,
+    SileroFramer, SmartTurnWindow, StreamingKernel, WHISPER_HOP, WHISPER_N_MELS, WhisperLogMel,
+    WhisperLogMelStream, smart_turn_features, whisper_normalize,
 };
 
 fn splits_for(len: usize) -> Vec<(String, Vec<usize>)> {
@@ -160,4 +160,40 @@ fn silero_framer_gives_context_plus_frame_for_any_split() {
     assert_eq!(framer.push_into(&signal[..1024], &mut out).unwrap(), 4);
     assert_eq!(out.len(), 4 * 288);
     assert_eq!(&out[288..288 + 32], &signal[256 - 32..256]);
+}
+
+#[test]
+fn smart_turn_window_equals_offline_on_what_was_pushed() {
+    let speech = speech_sample();
+    let mut long = speech.clone();
+    long.extend_from_slice(&speech); // 15.9 s: the ring wraps
+    let mut window = SmartTurnWindow::new(16_000).expect("window");
+    let mut out = vec![0.0; 80 * 800];
+    for (name, split) in [
+        ("chunks of 3200", vec![3200; long.len() / 3200]),
+        (
+            "random split",
+            random_splits(long.len() / 3200 * 3200, 40_000, 9),
+        ),
+    ] {
+        window.reset();
+        let mut at = 0;
+        for (i, &n) in split.iter().enumerate() {
+            window.push(&long[at..at + n]).unwrap();
+            at += n;
+            // Check now and then, and at the end: short (padded) and full (wrapped) windows.
+            if i % 13 == 0 || i + 1 == split.len() {
+                window.features_into(&mut out).unwrap();
+                let want = smart_turn_features(&long[..at]).unwrap();
+                assert_eq!(out, want, "{name}: after {at} samples");
+                assert_eq!(window.held(), at.min(128_000));
+            }
+        }
+    }
+    // One push larger than the window keeps its tail.
+    window.reset();
+    window.push(&long).unwrap();
+    window.features_into(&mut out).unwrap();
+    assert_eq!(out, smart_turn_features(&long).unwrap());
+    assert!(SmartTurnWindow::new(48_000).is_err());
 }
