@@ -252,6 +252,11 @@ impl Whisper {
         &self.vocabulary
     }
 
+    /// Log-mel frames per window: [`Whisper::transcribe_mel`] takes `80 × window_frames`.
+    pub fn window_frames(&self) -> usize {
+        self.window_frames
+    }
+
     /// Transcribes 16 kHz mono audio (samples in [-1, 1]). Audio longer than the window (30 s
     /// by default) is cut to its start ([`Transcript::audio_truncated`]); shorter audio is
     /// padded with silence.
@@ -484,6 +489,12 @@ fn load_suppression(path: &Path) -> Result<(Vec<bool>, Vec<bool>), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whisper_can_move_to_a_streaming_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Whisper>();
+    }
 
     #[test]
     fn greedy_skips_suppressed_and_nan() {

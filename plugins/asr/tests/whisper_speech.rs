@@ -8,8 +8,13 @@ use std::sync::{LazyLock, Mutex};
 use interaction_asr::{Whisper, WhisperOptions, default_model_dir, word_error_rate};
 
 /// One loaded model for every test in this binary (loading takes about half a second).
+/// One ONNX Runtime thread: the tests run in parallel on small machines.
 static WHISPER: LazyLock<Mutex<Whisper>> = LazyLock::new(|| {
-    let whisper = Whisper::load(default_model_dir())
+    let options = WhisperOptions {
+        threads: 1,
+        ..WhisperOptions::default()
+    };
+    let whisper = Whisper::load_with(default_model_dir(), &options)
         .unwrap_or_else(|e| panic!("load Whisper (run scripts/setup.sh first): {e}"));
     Mutex::new(whisper)
 });
@@ -81,6 +86,36 @@ fn espeak_speech_is_transcribed_and_matches_the_python_reference() {
     );
 }
 
+/// Issue 6's bar: WER <= 10 % on Piper speech, here for the recogniser alone.
+#[test]
+fn piper_speech_is_transcribed_within_ten_percent_wer() {
+    let dir = common::scratch_dir("whisper_speech");
+    let items: Vec<(&str, std::path::PathBuf)> = SENTENCES
+        .iter()
+        .enumerate()
+        .map(|(i, text)| (*text, dir.join(format!("piper{i}.wav"))))
+        .collect();
+    common::piper_wavs(&items);
+    let wavs: Vec<_> = items.into_iter().map(|(_, wav)| wav).collect();
+    let reference_tokens = common::python_reference_tokens(&wavs);
+    for ((text, wav), python_tokens) in SENTENCES.iter().zip(&wavs).zip(&reference_tokens) {
+        let transcript = whisper()
+            .transcribe(&common::read_16k(wav))
+            .expect("transcribe");
+        let wer = word_error_rate(text, &transcript.text);
+        eprintln!("Piper {text:?} -> {:?} (WER {wer:.3})", transcript.text);
+        assert!(
+            wer <= 0.10,
+            "WER {wer} for {text:?}: got {:?}",
+            transcript.text
+        );
+        assert_eq!(
+            &transcript.tokens, python_tokens,
+            "Rust and Python differ for {text:?}"
+        );
+    }
+}
+
 #[test]
 fn kv_cache_gives_the_same_tokens_as_full_recomputation() {
     let dir = common::scratch_dir("whisper_speech");
@@ -128,6 +163,7 @@ fn token_bound_stops_decoding() {
     let audio = common::read_16k(&wav);
     let options = WhisperOptions {
         max_tokens: 3,
+        threads: 1,
         ..WhisperOptions::default()
     };
     let mut short = Whisper::load_with(default_model_dir(), &options).expect("load");
@@ -146,6 +182,7 @@ fn a_ten_second_window_still_transcribes_short_utterances() {
     let dir = common::scratch_dir("whisper_speech");
     let options = WhisperOptions {
         window_frames: 1000,
+        threads: 1,
         ..WhisperOptions::default()
     };
     let mut short_window = Whisper::load_with(default_model_dir(), &options).expect("load");

@@ -27,10 +27,36 @@ fn run(command: &mut Command) {
 pub fn espeak_wav(text: &str, wav: &Path) {
     let raw = wav.with_extension("espeak.wav");
     run(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
+    to_16k(&raw, wav);
+}
+
+/// Speaks each text with the Piper voice (models/whisper/piper_speak.py, onnxruntime in the
+/// venv, one process for all) and writes each as a 16 kHz mono 16-bit WAV.
+pub fn piper_wavs(items: &[(&str, PathBuf)]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper/piper_speak.py");
+    let mut command = Command::new(python());
+    command.arg(script);
+    for (text, wav) in items {
+        command.arg(wav.with_extension("piper.wav")).arg(text);
+    }
+    run(&mut command);
+    for (_, wav) in items {
+        to_16k(&wav.with_extension("piper.wav"), wav);
+    }
+}
+
+/// Converts any WAV to 16 kHz mono 16-bit, so that Rust and Python read the same samples.
+fn to_16k(source: &Path, wav: &Path) {
     run(Command::new("sox")
-        .arg(&raw)
+        .arg(source)
         .args(["-r", "16000", "-c", "1", "-b", "16"])
         .arg(wav));
+}
+
+fn python() -> PathBuf {
+    std::env::var("PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| interaction_runtime::cache_root().join("venv/bin/python"))
 }
 
 /// The samples of a WAV as 16 kHz mono f32 (sox converts; 16-bit input gives exactly
@@ -53,14 +79,11 @@ pub fn read_16k(wav: &Path) -> Vec<f32> {
 
 /// The Python reference transcriber's tokens (models/whisper/transcribe.py) for each WAV.
 pub fn python_reference_tokens(wavs: &[PathBuf]) -> Vec<Vec<u32>> {
-    let cache = interaction_runtime::cache_root();
-    let python = std::env::var("PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| cache.join("venv/bin/python"));
+    let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper/transcribe.py");
     let output = Command::new(&python)
         .arg(&script)
-        .arg("--json")
+        .args(["--json", "--threads", "1"])
         .args(wavs)
         .output()
         .unwrap_or_else(|e| {
