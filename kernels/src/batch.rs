@@ -8,7 +8,8 @@
 //! Whisper's N/2 = 200 = 8·5·5, dMel's 512 = 8·8·8.
 //!
 //! Lanes never mix, and every lane goes through the same IEEE operations in the same order
-//! (no fused multiply-add; Rust never fuses on its own), so a frame's result does not depend on
+//! (fused multiply-adds included: the plain build uses `f32::mul_add`, exact like the FMA
+//! instruction), so a frame's result does not depend on
 //! which batch or lane it was computed in, nor on whether the AVX2 or the plain build ran: the
 //! streamed and offline outputs stay bit-identical whatever the chunking.
 
@@ -34,6 +35,10 @@ trait Simd: Copy {
     fn add(a: Self::V, b: Self::V) -> Self::V;
     fn sub(a: Self::V, b: Self::V) -> Self::V;
     fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `a·b + c` with one rounding (fused multiply-add).
+    fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `c − a·b` with one rounding.
+    fn fnma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `max(a, b)`; `b` where `a` is NaN.
     fn max(a: Self::V, b: Self::V) -> Self::V;
     fn sqrt(a: Self::V) -> Self::V;
@@ -75,6 +80,14 @@ impl Simd for Plain {
     #[inline(always)]
     fn mul(a: V, b: V) -> V {
         std::array::from_fn(|j| a[j] * b[j])
+    }
+    #[inline(always)]
+    fn fma(a: V, b: V, c: V) -> V {
+        std::array::from_fn(|j| a[j].mul_add(b[j], c[j]))
+    }
+    #[inline(always)]
+    fn fnma(a: V, b: V, c: V) -> V {
+        std::array::from_fn(|j| (-a[j]).mul_add(b[j], c[j]))
     }
     #[inline(always)]
     fn max(a: V, b: V) -> V {
@@ -132,6 +145,14 @@ mod avx {
         #[inline(always)]
         fn mul(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn fnma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fnmadd_ps(a, b, c) }
         }
         #[inline(always)]
         fn max(a: __m256, b: __m256) -> __m256 {
@@ -239,8 +260,16 @@ impl<S: Simd> Cv<S> {
     #[inline(always)]
     fn twiddle(self, wr: S::V, wi: S::V) -> Self {
         Cv {
-            re: S::sub(S::mul(self.re, wr), S::mul(self.im, wi)),
-            im: S::add(S::mul(self.re, wi), S::mul(self.im, wr)),
+            re: S::fnma(self.im, wi, S::mul(self.re, wr)),
+            im: S::fma(self.re, wi, S::mul(self.im, wr)),
+        }
+    }
+    /// self + a·c (real c).
+    #[inline(always)]
+    fn fma(self, a: Self, c: S::V) -> Self {
+        Cv {
+            re: S::fma(a.re, c, self.re),
+            im: S::fma(a.im, c, self.im),
         }
     }
 }
@@ -261,7 +290,7 @@ fn dft<S: Simd, const R: usize>(a: &mut [Cv<S>; R]) {
             let (x0, x1, x2) = (a[0], a[1], a[2]);
             let s = x1.add(x2);
             let d = x1.sub(x2);
-            let t = x0.sub(s.scale(S::splat(0.5)));
+            let t = x0.fma(s, S::splat(-0.5));
             let u = d.scale(S::splat(H)).neg_i();
             a[0] = x0.add(s);
             a[1] = t.add(u);
@@ -281,11 +310,11 @@ fn dft<S: Simd, const R: usize>(a: &mut [Cv<S>; R]) {
             let b1 = a[1].sub(a[4]);
             let a2 = a[2].add(a[3]);
             let b2 = a[2].sub(a[3]);
-            let t1 = x0.add(a1.scale(c1)).add(a2.scale(c2));
-            let t2 = x0.add(a1.scale(c2)).add(a2.scale(c1));
+            let t1 = x0.fma(a1, c1).fma(a2, c2);
+            let t2 = x0.fma(a1, c2).fma(a2, c1);
             // −i·(s1·b1 + s2·b2) and −i·(s2·b1 − s1·b2).
-            let u1 = b1.scale(s1).add(b2.scale(s2)).neg_i();
-            let u2 = b1.scale(s2).sub(b2.scale(s1)).neg_i();
+            let u1 = b1.scale(s1).fma(b2, s2).neg_i();
+            let u2 = b1.scale(s2).fma(b2, S::sub(S::splat(0.0), s1)).neg_i();
             a[0] = x0.add(a1).add(a2);
             a[1] = t1.add(u1);
             a[4] = t1.sub(u1);
@@ -489,7 +518,9 @@ impl BatchSpectrum {
     fn run_body<S: Simd>(&mut self, region: &[f32], hop: usize, count: usize) {
         self.load::<S>(region, hop, count);
         self.fft::<S>();
-        self.split_and_mel::<S>();
+        self.split::<S>();
+        self.mel::<S>();
+        log10_floor_in_place(self.out.as_flattened_mut(), 1e-10);
     }
 
     /// Windowed frames, packed as `x[2m] + i·x[2m+1]`, transposed into lanes. Lanes ≥ `count`
@@ -572,7 +603,7 @@ impl BatchSpectrum {
     }
 
     #[inline(always)]
-    fn split_and_mel<S: Simd>(&mut self) {
+    fn split<S: Simd>(&mut self) {
         let z = &self.x;
         let half = z.len();
         let (h, zero, floor) = (S::splat(0.5), S::splat(0.0), S::splat(1e-10));
@@ -584,24 +615,27 @@ impl BatchSpectrum {
             let (br, bi) = (b.re, S::sub(zero, b.im));
             let (er, ei) = (S::mul(h, S::add(a.re, br)), S::mul(h, S::add(a.im, bi)));
             let (dr, di) = (S::mul(h, S::sub(a.re, br)), S::mul(h, S::sub(a.im, bi)));
-            let xr = S::add(S::add(er, S::mul(wi, dr)), S::mul(wr, di));
-            let xi = S::sub(S::add(ei, S::mul(wi, di)), S::mul(wr, dr));
-            let mut p = S::add(S::mul(xr, xr), S::mul(xi, xi));
+            let xr = S::fma(wr, di, S::fma(wi, dr, er));
+            let xi = S::fnma(wr, dr, S::fma(wi, di, ei));
+            let mut p = S::fma(xr, xr, S::mul(xi, xi));
             if self.kind == SpectrumKind::Magnitude {
                 p = S::sqrt(S::max(p, floor));
             }
             S::store(p, s);
         }
+    }
+    #[inline(always)]
+    fn mel<S: Simd>(&mut self) {
+        let zero = S::splat(0.0);
         for (m, o) in self.out.iter_mut().enumerate() {
             let w = &self.mel_weights[self.mel_offsets[m]..self.mel_offsets[m + 1]];
             let sp = &self.spec[self.mel_starts[m]..self.mel_starts[m] + w.len()];
             let mut acc = zero;
             for (&wk, v) in w.iter().zip(sp) {
-                acc = S::add(acc, S::mul(S::load(v), S::splat(wk)));
+                acc = S::fma(S::load(v), S::splat(wk), acc);
             }
             S::store(acc, o);
         }
-        log10_floor_in_place(self.out.as_flattened_mut(), 1e-10);
     }
 }
 
