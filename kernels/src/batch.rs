@@ -403,6 +403,9 @@ pub(crate) struct BatchShape {
     pub kind: SpectrumKind,
 }
 
+/// One FFT pass: (radix, n, s, twiddles), see [`pass`].
+type Pass = (usize, usize, usize, Vec<(f32, f32)>);
+
 /// Window → FFT → |X|² or |X| → mel → `log10(max(·, 1e-10))` for up to [`LANES`] frames.
 pub(crate) struct BatchSpectrum {
     win_len: usize,
@@ -410,7 +413,7 @@ pub(crate) struct BatchSpectrum {
     /// The `win_len` window taps.
     window: Vec<f32>,
     /// Per pass: (radix, n, s, twiddles).
-    passes: Vec<(usize, usize, usize, Vec<(f32, f32)>)>,
+    passes: Vec<Pass>,
     /// Split-step twiddles e^{−2πik/N}, k = 0..=M.
     split: Vec<(f32, f32)>,
     x: Vec<C>,
@@ -531,7 +534,7 @@ impl BatchSpectrum {
         let win_len = self.win_len;
         let half = self.x.len();
         let zero = S::splat(0.0);
-        if off % 2 == 0 && win_len % 8 == 0 {
+        if off.is_multiple_of(2) && win_len.is_multiple_of(8) {
             let (head, rest) = self.x.split_at_mut(off / 2);
             for c in head
                 .iter_mut()
@@ -570,7 +573,7 @@ impl BatchSpectrum {
             for (i, (&s, &w)) in frame.iter().zip(&self.window).enumerate() {
                 let n = off + i;
                 let c = &mut self.x[n / 2];
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     c.re[f] = s * w;
                 } else {
                     c.im[f] = s * w;
@@ -697,6 +700,7 @@ mod tests {
             let bins = n_fft / 2 + 1;
             let off = (n_fft - win) / 2;
             let mut worst = 0.0f64;
+            #[allow(clippy::needless_range_loop)]
             for f in 0..8 {
                 let start = hop * (2 + f);
                 let spec = frame.compute(&sig[start..start + win]);
