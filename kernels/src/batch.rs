@@ -424,6 +424,8 @@ pub(crate) struct BatchSpectrum {
     mel_starts: Vec<usize>,
     mel_offsets: Vec<usize>,
     mel_weights: Vec<f32>,
+    /// The bins any mel filter reads: only these are computed.
+    bins_used: std::ops::Range<usize>,
     /// `log10(max(mel, 1e-10))`, `[n_mels]` vectors, lane = frame of the batch.
     pub(crate) out: Vec<V>,
     avx2: bool,
@@ -473,7 +475,15 @@ impl BatchSpectrum {
             mel_weights.extend_from_slice(&row[first..last]);
             mel_offsets.push(mel_weights.len());
         }
+        let lo = mel_starts.iter().copied().min().unwrap_or(0);
+        let hi = mel_starts
+            .iter()
+            .zip(mel_offsets.windows(2))
+            .map(|(&st, o)| st + o[1] - o[0])
+            .max()
+            .unwrap_or(bins);
         Some(BatchSpectrum {
+            bins_used: lo..hi.max(lo),
             win_len,
             offset: (n_fft - win_len) / 2,
             window: periodic_hann(win_len),
@@ -611,7 +621,11 @@ impl BatchSpectrum {
         let half = z.len();
         let (h, zero, floor) = (S::splat(0.5), S::splat(0.0), S::splat(1e-10));
         // X[k] = E + (−i·w)·D with E = (A + B)/2, D = (A − B)/2, A = Z[k], B = conj(Z[M − k]).
-        for (k, (s, &(wr, wi))) in self.spec.iter_mut().zip(&self.split).enumerate() {
+        let used = self.bins_used.clone();
+        let pairs = self.spec[used.clone()]
+            .iter_mut()
+            .zip(&self.split[used.clone()]);
+        for (k, (s, &(wr, wi))) in used.zip(pairs) {
             let a = Cv::<S>::load(&z[if k == half { 0 } else { k }]);
             let b = Cv::<S>::load(&z[if k == 0 { 0 } else { half - k }]);
             let (wr, wi) = (S::splat(wr), S::splat(wi));
