@@ -5,6 +5,7 @@
 //! The start's padding needs samples 1..=pad, so the first frame comes once `pad + 1` samples
 //! are in; the end's padding is only known at [`CenteredFramer::finish`].
 
+use crate::batch::LANES;
 use crate::framer::Framer;
 
 /// numpy's `np.pad(..., mode="reflect")` index rule, for any pad width.
@@ -44,7 +45,7 @@ impl CenteredFramer {
             pad,
             win,
             hop,
-            framer: Framer::new(win, hop),
+            framer: Framer::with_batch(win, hop, LANES),
             head: Vec::with_capacity(pad + 1),
             started: false,
             samples_in: 0,
@@ -53,9 +54,10 @@ impl CenteredFramer {
         }
     }
 
-    /// Pushes samples; calls `on_frame` with each frame that became complete. Returns the
-    /// number of frames emitted.
-    pub(crate) fn push(&mut self, chunk: &[f32], mut on_frame: impl FnMut(&[f32])) -> usize {
+    /// Pushes samples; calls `on_batch(region, count)` with the frames that became complete,
+    /// up to [`LANES`] at a time, frame `i` at `region[i·hop..i·hop + win]`. Returns the number
+    /// of frames emitted.
+    pub(crate) fn push(&mut self, chunk: &[f32], mut on_batch: impl FnMut(&[f32], usize)) -> usize {
         self.samples_in += chunk.len();
         let mut rest = chunk;
         let mut emitted = 0;
@@ -67,13 +69,15 @@ impl CenteredFramer {
                 self.started = true;
                 // Reflection of x[1..=pad] (x[pad], …, x[1]), then x[0..=pad].
                 for i in (1..=self.pad).rev() {
-                    emitted += self.framer.push(&self.head[i..=i], &mut on_frame);
+                    emitted += self
+                        .framer
+                        .push_batched(&self.head[i..=i], LANES, &mut on_batch);
                 }
-                emitted += self.framer.push(&self.head, &mut on_frame);
+                emitted += self.framer.push_batched(&self.head, LANES, &mut on_batch);
             }
         }
         if self.started && !rest.is_empty() {
-            emitted += self.framer.push(rest, &mut on_frame);
+            emitted += self.framer.push_batched(rest, LANES, &mut on_batch);
         }
         self.frames_out += emitted;
         emitted
@@ -86,8 +90,13 @@ impl CenteredFramer {
 
     /// Ends the stream: emits frames, reaching into the end's reflect padding, until `total`
     /// frames have come out in all (at most as many as fit in the padded signal), then resets.
-    /// Returns the number of frames emitted by this call.
-    pub(crate) fn finish(&mut self, total: usize, mut on_frame: impl FnMut(&[f32])) -> usize {
+    /// Returns the number of frames emitted by this call. Frames are handed over as in
+    /// [`CenteredFramer::push`].
+    pub(crate) fn finish(
+        &mut self,
+        total: usize,
+        mut on_batch: impl FnMut(&[f32], usize),
+    ) -> usize {
         let n = self.samples_in;
         let pad = self.pad;
         let mut emitted = 0;
@@ -118,9 +127,11 @@ impl CenteredFramer {
                 if start + self.win > self.finish_buf.len() {
                     break;
                 }
-                on_frame(&self.finish_buf[start..start + self.win]);
-                self.frames_out += 1;
-                emitted += 1;
+                let fit = (self.finish_buf.len() - start - self.win) / self.hop + 1;
+                let count = fit.min(total - self.frames_out).min(LANES);
+                on_batch(&self.finish_buf[start..], count);
+                self.frames_out += count;
+                emitted += count;
             }
         }
         self.reset();

@@ -53,6 +53,57 @@ impl Framer {
         frames
     }
 
+    /// A framer whose buffer holds `batch` consecutive frames, for [`Framer::push_batched`].
+    pub(crate) fn with_batch(win: usize, hop: usize, batch: usize) -> Self {
+        Framer {
+            win,
+            hop,
+            pending: Vec::with_capacity((win + hop.max(win)).max(win + hop * (batch - 1))),
+            skip: 0,
+        }
+    }
+
+    /// As [`Framer::push`], but hands over up to `batch` complete frames at once:
+    /// `on_batch(region, count)` with frame `i` at `region[i·hop..i·hop + win]`. Frames come
+    /// in order; the batches are as full as the chunk allows (none is held back for the next
+    /// chunk). Needs a framer made by [`Framer::with_batch`] with at least this `batch`.
+    pub(crate) fn push_batched(
+        &mut self,
+        mut chunk: &[f32],
+        batch: usize,
+        mut on_batch: impl FnMut(&[f32], usize),
+    ) -> usize {
+        let mut frames = 0;
+        let cap = self.pending.capacity();
+        debug_assert!(cap >= self.win + self.hop * (batch - 1));
+        loop {
+            if self.skip > 0 && !chunk.is_empty() {
+                let n = self.skip.min(chunk.len());
+                self.skip -= n;
+                chunk = &chunk[n..];
+                continue;
+            }
+            let take = (cap - self.pending.len()).min(chunk.len());
+            self.pending.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            let len = self.pending.len();
+            let ready = if len >= self.win {
+                ((len - self.win) / self.hop + 1).min(batch)
+            } else {
+                0
+            };
+            if ready > 0 && (ready == batch || chunk.is_empty()) {
+                on_batch(&self.pending, ready);
+                frames += ready;
+                self.consume(ready * self.hop);
+                continue;
+            }
+            if chunk.is_empty() {
+                return frames;
+            }
+        }
+    }
+
     /// Drops `n` samples from the front (more than are pending becomes a skip).
     fn consume(&mut self, n: usize) {
         let len = self.pending.len();
@@ -90,6 +141,20 @@ mod tests {
         out
     }
 
+    fn batched_frames_of(win: usize, hop: usize, signal: &[f32], chunk: usize) -> Vec<Vec<f32>> {
+        let mut framer = Framer::with_batch(win, hop, 8);
+        let mut out = Vec::new();
+        for c in signal.chunks(chunk) {
+            framer.push_batched(c, 8, |region, count| {
+                assert!((1..=8).contains(&count));
+                for i in 0..count {
+                    out.push(region[i * hop..i * hop + win].to_vec());
+                }
+            });
+        }
+        out
+    }
+
     #[test]
     fn frames_match_direct_slicing_for_any_chunking() {
         let signal: Vec<f32> = (0..1000).map(|i| i as f32).collect();
@@ -104,6 +169,11 @@ mod tests {
                     frames_of(win, hop, &signal, chunk),
                     want,
                     "win {win} hop {hop} chunk {chunk}"
+                );
+                assert_eq!(
+                    batched_frames_of(win, hop, &signal, chunk),
+                    want,
+                    "batched: win {win} hop {hop} chunk {chunk}"
                 );
             }
         }

@@ -19,6 +19,7 @@
 //! (1e9), a wrong sample rate, an output buffer or a frame of the wrong size give a
 //! [`KernelError`] and leave the kernel as it was; an empty chunk is valid and emits nothing.
 
+mod batch;
 mod centered;
 pub mod dmel;
 mod error;

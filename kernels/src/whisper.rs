@@ -14,9 +14,10 @@
 //! `log10` mel frames as audio arrives, bit-identical to the offline frames, and
 //! [`whisper_normalize`] finishes any window of them.
 
+use crate::batch::{BatchShape, BatchSpectrum, LANES};
 use crate::centered::{CenteredFramer, reflect_index};
 use crate::error::{KernelError, check_finite};
-use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
+use crate::spectrum::{MelFilterbank, SpectrumKind};
 
 /// Sample rate Whisper and Smart Turn expect.
 pub const WHISPER_SAMPLE_RATE: u32 = 16_000;
@@ -34,55 +35,46 @@ pub const SMART_TURN_SAMPLES: usize = 128_000;
 pub const SMART_TURN_FRAMES: usize = 800;
 
 const PAD: usize = WHISPER_N_FFT / 2;
-const MEL_FLOOR: f32 = 1e-10;
 const NORM_VARIANCE_EPS: f64 = 1e-7;
 
-/// The per-frame core shared by the offline and the streaming forms.
+/// The per-frame core shared by the offline and the streaming forms: frames go through
+/// [`BatchSpectrum`] up to 8 at a time (one frame per SIMD lane); a frame's values do not depend
+/// on the batch it was in.
 struct FrameCore {
-    spectrum: FrameSpectrum,
-    mel: MelFilterbank,
-    avx2: bool,
+    batch: BatchSpectrum,
 }
 
 impl FrameCore {
     fn new() -> Self {
-        let spectrum = FrameSpectrum::build(WHISPER_N_FFT, WHISPER_N_FFT, SpectrumKind::Power);
         let mel = MelFilterbank::slaney(
             f64::from(WHISPER_SAMPLE_RATE),
-            spectrum.bins(),
+            WHISPER_N_FFT / 2 + 1,
             WHISPER_N_MELS,
             0.0,
             f64::from(WHISPER_SAMPLE_RATE) / 2.0,
         );
+        let shape = BatchShape {
+            win_len: WHISPER_N_FFT,
+            n_fft: WHISPER_N_FFT,
+            kind: SpectrumKind::Power,
+        };
         FrameCore {
-            spectrum,
-            mel,
-            avx2: has_avx2(),
+            batch: BatchSpectrum::new(shape, &mel).expect("200 = 8·5·5 has an FFT plan"),
         }
     }
 
-    /// 400 samples → 80 values of `log10(max(mel, 1e-10))`.
-    fn raw_frame(&mut self, frame: &[f32], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
-            unsafe { self.raw_frame_avx2(frame, out) };
-            return;
+    /// `count` (≤ 8) frames of 400 samples, frame `f` at `region[160 f..]`, to 80 values of
+    /// `log10(max(mel, 1e-10))` each: `emit(f, values)` in frame order.
+    #[inline]
+    fn frames(&mut self, region: &[f32], count: usize, mut emit: impl FnMut(usize, &[f32])) {
+        self.batch.run(region, WHISPER_HOP, count);
+        let mut frame = [0.0f32; WHISPER_N_MELS];
+        for f in 0..count {
+            for (d, v) in frame.iter_mut().zip(&self.batch.out) {
+                *d = v[f];
+            }
+            emit(f, &frame);
         }
-        self.raw_frame_body(frame, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn raw_frame_avx2(&mut self, frame: &[f32], out: &mut [f32]) {
-        self.raw_frame_body(frame, out);
-    }
-
-    #[inline(always)]
-    fn raw_frame_body(&mut self, frame: &[f32], out: &mut [f32]) {
-        let power = self.spectrum.compute(frame);
-        self.mel.apply(power, out);
-        log10_floor_in_place(out, MEL_FLOOR);
     }
 }
 
@@ -102,7 +94,6 @@ pub fn whisper_normalize(raw: &mut [f32]) {
 pub struct WhisperLogMel {
     core: FrameCore,
     padded: Vec<f32>,
-    frame_out: [f32; WHISPER_N_MELS],
     normalized: Vec<f32>,
 }
 
@@ -118,7 +109,6 @@ impl WhisperLogMel {
         WhisperLogMel {
             core: FrameCore::new(),
             padded: Vec::new(),
-            frame_out: [0.0; WHISPER_N_MELS],
             normalized: Vec::new(),
         }
     }
@@ -174,15 +164,14 @@ impl WhisperLogMel {
             self.padded
                 .push(sample(reflect_index(p as isize - PAD as isize, n)));
         }
-        for t in 0..n_frames {
-            let start = t * WHISPER_HOP;
-            self.core.raw_frame(
-                &self.padded[start..start + WHISPER_N_FFT],
-                &mut self.frame_out,
-            );
-            for (m, &v) in self.frame_out.iter().enumerate() {
-                out[m * n_frames + t] = v;
-            }
+        for t0 in (0..n_frames).step_by(LANES) {
+            let count = (n_frames - t0).min(LANES);
+            self.core
+                .frames(&self.padded[t0 * WHISPER_HOP..], count, |f, frame| {
+                    for (m, &v) in frame.iter().enumerate() {
+                        out[m * n_frames + t0 + f] = v;
+                    }
+                });
         }
     }
 
@@ -276,7 +265,6 @@ pub fn smart_turn_features(samples: &[f32]) -> Result<Vec<f32>, KernelError> {
 pub struct WhisperLogMelStream {
     core: FrameCore,
     framer: CenteredFramer,
-    frame_out: [f32; WHISPER_N_MELS],
 }
 
 impl WhisperLogMelStream {
@@ -291,7 +279,6 @@ impl WhisperLogMelStream {
         Ok(WhisperLogMelStream {
             core: FrameCore::new(),
             framer: CenteredFramer::new(PAD, WHISPER_N_FFT, WHISPER_HOP),
-            frame_out: [0.0; WHISPER_N_MELS],
         })
     }
 
@@ -309,14 +296,9 @@ impl WhisperLogMelStream {
         sink: &mut dyn FnMut(&[f32]),
     ) -> Result<usize, KernelError> {
         check_finite(chunk)?;
-        let Self {
-            core,
-            framer,
-            frame_out,
-        } = self;
-        Ok(framer.push(chunk, |f| {
-            core.raw_frame(f, frame_out);
-            sink(frame_out);
+        let Self { core, framer } = self;
+        Ok(framer.push(chunk, |region, count| {
+            core.frames(region, count, |_, frame| sink(frame))
         }))
     }
 
@@ -325,14 +307,9 @@ impl WhisperLogMelStream {
     /// Returns the number of frames emitted by this call.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&[f32])) -> usize {
         let total = self.framer.samples_in() / WHISPER_HOP;
-        let Self {
-            core,
-            framer,
-            frame_out,
-        } = self;
-        framer.finish(total, |f| {
-            core.raw_frame(f, frame_out);
-            sink(frame_out);
+        let Self { core, framer } = self;
+        framer.finish(total, |region, count| {
+            core.frames(region, count, |_, frame| sink(frame))
         })
     }
 

@@ -1,0 +1,776 @@
+//! The per-frame audio pipeline, run on up to [`LANES`] frames at once, vectorised *across*
+//! frames (structure of arrays): value `n` of frame `f` sits in lane `f` of vector `n`, so every
+//! step of the FFT, the split into the real spectrum, |X|² or |X|, the sparse mel sums and
+//! log10 is a full-width vertical operation with no shuffles.
+//!
+//! The FFT is a mixed-radix Stockham FFT (radices 8, 5, 4, 3, 2) of the N/2 complex values
+//! `x[2m] + i·x[2m+1]`, then the usual split step to the N/2 + 1 bins of the real transform.
+//! Whisper's N/2 = 200 = 8·5·5, dMel's 512 = 8·8·8.
+//!
+//! Lanes never mix, and every lane goes through the same IEEE operations in the same order
+//! (fused multiply-adds included: the plain build uses `f32::mul_add`, exact like the FMA
+//! instruction), so a frame's result does not depend on
+//! which batch or lane it was computed in, nor on whether the AVX2 or the plain build ran: the
+//! streamed and offline outputs stay bit-identical whatever the chunking.
+
+use crate::spectrum::{MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place, periodic_hann};
+
+/// Frames per batch: the 8 `f32` lanes of an AVX2 register.
+pub(crate) const LANES: usize = 8;
+
+type V = [f32; LANES];
+
+const ZERO: V = [0.0; LANES];
+
+/// The vertical operations the batch code needs, on 8 lanes. [`Plain`] is ordinary Rust on
+/// arrays; [`Avx`] is AVX2 intrinsics. Both perform the same IEEE operation per lane (no fused
+/// multiply-add), so they give bit-identical results.
+trait Simd: Copy {
+    type V: Copy;
+    fn splat(x: f32) -> Self::V;
+    fn load(a: &V) -> Self::V;
+    fn store(v: Self::V, a: &mut V);
+    /// The first 8 values of `s` (at least 8 long).
+    fn load_slice(s: &[f32]) -> Self::V;
+    fn add(a: Self::V, b: Self::V) -> Self::V;
+    fn sub(a: Self::V, b: Self::V) -> Self::V;
+    fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `a·b + c` with one rounding (fused multiply-add).
+    fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `c − a·b` with one rounding.
+    fn fnma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `max(a, b)`; `b` where `a` is NaN.
+    fn max(a: Self::V, b: Self::V) -> Self::V;
+    fn sqrt(a: Self::V) -> Self::V;
+    /// 8 × 8 transpose: lane `j` of output `i` is lane `i` of input `j`.
+    fn transpose(rows: [Self::V; 8]) -> [Self::V; 8];
+}
+
+#[derive(Clone, Copy)]
+struct Plain;
+
+impl Simd for Plain {
+    type V = V;
+    #[inline(always)]
+    fn splat(x: f32) -> V {
+        [x; LANES]
+    }
+    #[inline(always)]
+    fn load(a: &V) -> V {
+        *a
+    }
+    #[inline(always)]
+    fn store(v: V, a: &mut V) {
+        *a = v;
+    }
+    #[inline(always)]
+    fn load_slice(s: &[f32]) -> V {
+        let mut r = ZERO;
+        r.copy_from_slice(&s[..LANES]);
+        r
+    }
+    #[inline(always)]
+    fn add(a: V, b: V) -> V {
+        std::array::from_fn(|j| a[j] + b[j])
+    }
+    #[inline(always)]
+    fn sub(a: V, b: V) -> V {
+        std::array::from_fn(|j| a[j] - b[j])
+    }
+    #[inline(always)]
+    fn mul(a: V, b: V) -> V {
+        std::array::from_fn(|j| a[j] * b[j])
+    }
+    #[inline(always)]
+    fn fma(a: V, b: V, c: V) -> V {
+        std::array::from_fn(|j| a[j].mul_add(b[j], c[j]))
+    }
+    #[inline(always)]
+    fn fnma(a: V, b: V, c: V) -> V {
+        std::array::from_fn(|j| (-a[j]).mul_add(b[j], c[j]))
+    }
+    #[inline(always)]
+    fn max(a: V, b: V) -> V {
+        std::array::from_fn(|j| if a[j] > b[j] { a[j] } else { b[j] })
+    }
+    #[inline(always)]
+    fn sqrt(a: V) -> V {
+        std::array::from_fn(|j| a[j].sqrt())
+    }
+    #[inline(always)]
+    fn transpose(rows: [V; 8]) -> [V; 8] {
+        std::array::from_fn(|i| std::array::from_fn(|j| rows[j][i]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Avx;
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use super::{Avx, LANES, Simd, V};
+    use std::arch::x86_64::*;
+
+    // SAFETY (every method): `Avx` is only used inside functions compiled with
+    // `#[target_feature(enable = "avx2,fma")]`, which run only where the CPU has them; loads
+    // and stores go through references of (at least) 8 `f32`.
+    impl Simd for Avx {
+        type V = __m256;
+        #[inline(always)]
+        fn splat(x: f32) -> __m256 {
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        fn load(a: &V) -> __m256 {
+            unsafe { _mm256_loadu_ps(a.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(v: __m256, a: &mut V) {
+            unsafe { _mm256_storeu_ps(a.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        fn load_slice(s: &[f32]) -> __m256 {
+            assert!(s.len() >= LANES);
+            unsafe { _mm256_loadu_ps(s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sub(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn fnma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fnmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn max(a: __m256, b: __m256) -> __m256 {
+            // maxps is `a > b ? a : b` per lane, exactly `Plain::max`.
+            unsafe { _mm256_max_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sqrt(a: __m256) -> __m256 {
+            unsafe { _mm256_sqrt_ps(a) }
+        }
+        #[inline(always)]
+        fn transpose(r: [__m256; 8]) -> [__m256; 8] {
+            unsafe {
+                let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ]
+            }
+        }
+    }
+}
+
+/// One complex value per lane, in memory.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct C {
+    re: V,
+    im: V,
+}
+
+const CZERO: C = C { re: ZERO, im: ZERO };
+
+/// One complex value per lane, in registers.
+#[derive(Clone, Copy)]
+struct Cv<S: Simd> {
+    re: S::V,
+    im: S::V,
+}
+
+impl<S: Simd> Cv<S> {
+    #[inline(always)]
+    fn load(c: &C) -> Self {
+        Cv {
+            re: S::load(&c.re),
+            im: S::load(&c.im),
+        }
+    }
+    #[inline(always)]
+    fn store(self, c: &mut C) {
+        S::store(self.re, &mut c.re);
+        S::store(self.im, &mut c.im);
+    }
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        Cv {
+            re: S::add(self.re, o.re),
+            im: S::add(self.im, o.im),
+        }
+    }
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        Cv {
+            re: S::sub(self.re, o.re),
+            im: S::sub(self.im, o.im),
+        }
+    }
+    /// −i · self.
+    #[inline(always)]
+    fn neg_i(self) -> Self {
+        Cv {
+            re: self.im,
+            im: S::sub(S::splat(0.0), self.re),
+        }
+    }
+    #[inline(always)]
+    fn scale(self, c: S::V) -> Self {
+        Cv {
+            re: S::mul(self.re, c),
+            im: S::mul(self.im, c),
+        }
+    }
+    /// self · (wr + i·wi), the same twiddle in every lane.
+    #[inline(always)]
+    fn twiddle(self, wr: S::V, wi: S::V) -> Self {
+        Cv {
+            re: S::fnma(self.im, wi, S::mul(self.re, wr)),
+            im: S::fma(self.re, wi, S::mul(self.im, wr)),
+        }
+    }
+    /// self + a·c (real c).
+    #[inline(always)]
+    fn fma(self, a: Self, c: S::V) -> Self {
+        Cv {
+            re: S::fma(a.re, c, self.re),
+            im: S::fma(a.im, c, self.im),
+        }
+    }
+}
+
+const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+
+/// In-place forward DFT of `R` points (R ∈ {2, 3, 4, 5, 8}), `W = e^{−2πi/R}`.
+#[inline(always)]
+fn dft<S: Simd, const R: usize>(a: &mut [Cv<S>; R]) {
+    match R {
+        2 => {
+            let (x0, x1) = (a[0], a[1]);
+            a[0] = x0.add(x1);
+            a[1] = x0.sub(x1);
+        }
+        3 => {
+            const H: f32 = 0.866_025_4; // sin(π/3)
+            let (x0, x1, x2) = (a[0], a[1], a[2]);
+            let s = x1.add(x2);
+            let d = x1.sub(x2);
+            let t = x0.fma(s, S::splat(-0.5));
+            let u = d.scale(S::splat(H)).neg_i();
+            a[0] = x0.add(s);
+            a[1] = t.add(u);
+            a[2] = t.sub(u);
+        }
+        4 => {
+            let b = dft4([a[0], a[1], a[2], a[3]]);
+            a[..4].copy_from_slice(&b);
+        }
+        5 => {
+            let c1 = S::splat((2.0 * std::f64::consts::PI / 5.0).cos() as f32);
+            let c2 = S::splat((4.0 * std::f64::consts::PI / 5.0).cos() as f32);
+            let s1 = S::splat((2.0 * std::f64::consts::PI / 5.0).sin() as f32);
+            let s2 = S::splat((4.0 * std::f64::consts::PI / 5.0).sin() as f32);
+            let x0 = a[0];
+            let a1 = a[1].add(a[4]);
+            let b1 = a[1].sub(a[4]);
+            let a2 = a[2].add(a[3]);
+            let b2 = a[2].sub(a[3]);
+            let t1 = x0.fma(a1, c1).fma(a2, c2);
+            let t2 = x0.fma(a1, c2).fma(a2, c1);
+            // −i·(s1·b1 + s2·b2) and −i·(s2·b1 − s1·b2).
+            let u1 = b1.scale(s1).fma(b2, s2).neg_i();
+            let u2 = b1.scale(s2).fma(b2, S::sub(S::splat(0.0), s1)).neg_i();
+            a[0] = x0.add(a1).add(a2);
+            a[1] = t1.add(u1);
+            a[4] = t1.sub(u1);
+            a[2] = t2.add(u2);
+            a[3] = t2.sub(u2);
+        }
+        8 => {
+            let e = dft4([a[0], a[2], a[4], a[6]]);
+            let o = dft4([a[1], a[3], a[5], a[7]]);
+            let h = S::splat(SQRT_HALF);
+            // W8¹·o1 = (o1 − i·o1)/√2, W8²·o2 = −i·o2, W8³·o3 = (−o3 − i·o3)/√2.
+            let o1 = o[1].add(o[1].neg_i()).scale(h);
+            let o2 = o[2].neg_i();
+            let o3 = o[3].neg_i().sub(o[3]).scale(h);
+            a[0] = e[0].add(o[0]);
+            a[4] = e[0].sub(o[0]);
+            a[1] = e[1].add(o1);
+            a[5] = e[1].sub(o1);
+            a[2] = e[2].add(o2);
+            a[6] = e[2].sub(o2);
+            a[3] = e[3].add(o3);
+            a[7] = e[3].sub(o3);
+        }
+        _ => unreachable!("radix {R} is not planned"),
+    }
+}
+
+#[inline(always)]
+fn dft4<S: Simd>(a: [Cv<S>; 4]) -> [Cv<S>; 4] {
+    let t0 = a[0].add(a[2]);
+    let t1 = a[0].sub(a[2]);
+    let t2 = a[1].add(a[3]);
+    let t3 = a[1].sub(a[3]).neg_i();
+    [t0.add(t2), t1.add(t3), t0.sub(t2), t1.sub(t3)]
+}
+
+/// One Stockham (decimation in frequency, self-sorting) pass of radix `R` over `n`-point
+/// sub-transforms with stride `s`: `y[q + s(R·p + k)] = (Σ_j x[q + s(p + j·m)] W_R^{jk}) · w_p^k`
+/// with `m = n / R`, `w_p = e^{−2πi p / n}`. `tw[p·(R−1) + k − 1] = w_p^k`.
+#[inline(always)]
+fn pass<S: Simd, const R: usize>(n: usize, s: usize, x: &[C], y: &mut [C], tw: &[(f32, f32)]) {
+    let m = n / R;
+    assert!(x.len() >= n * s && y.len() >= n * s && tw.len() >= m * (R - 1));
+    for p in 0..m {
+        let w = &tw[p * (R - 1)..(p + 1) * (R - 1)];
+        let mut wr = [S::splat(1.0); R];
+        let mut wi = [S::splat(0.0); R];
+        for k in 1..R {
+            wr[k] = S::splat(w[k - 1].0);
+            wi[k] = S::splat(w[k - 1].1);
+        }
+        for q in 0..s {
+            let mut a: [Cv<S>; R] = std::array::from_fn(|j| Cv::load(&x[q + s * (p + j * m)]));
+            dft::<S, R>(&mut a);
+            let base = q + s * R * p;
+            a[0].store(&mut y[base]);
+            if p == 0 {
+                for k in 1..R {
+                    a[k].store(&mut y[base + s * k]);
+                }
+            } else {
+                for k in 1..R {
+                    a[k].twiddle(wr[k], wi[k]).store(&mut y[base + s * k]);
+                }
+            }
+        }
+    }
+}
+
+/// Radices for a complex FFT of `m` points, or `None` when `m` has a prime factor above 5.
+fn plan(mut m: usize) -> Option<Vec<usize>> {
+    let mut radices = Vec::new();
+    while m > 1 {
+        let r = [8, 5, 4, 3, 2].into_iter().find(|r| m.is_multiple_of(*r))?;
+        radices.push(r);
+        m /= r;
+    }
+    Some(radices)
+}
+
+/// What to do after the mel sums.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchShape {
+    pub win_len: usize,
+    pub n_fft: usize,
+    pub kind: SpectrumKind,
+}
+
+/// One FFT pass: (radix, n, s, twiddles), see [`pass`].
+type Pass = (usize, usize, usize, Vec<(f32, f32)>);
+
+/// Window → FFT → |X|² or |X| → mel → `log10(max(·, 1e-10))` for up to [`LANES`] frames.
+pub(crate) struct BatchSpectrum {
+    win_len: usize,
+    offset: usize,
+    /// The `win_len` window taps.
+    window: Vec<f32>,
+    /// Per pass: (radix, n, s, twiddles).
+    passes: Vec<Pass>,
+    /// Split-step twiddles e^{−2πik/N}, k = 0..=M.
+    split: Vec<(f32, f32)>,
+    x: Vec<C>,
+    y: Vec<C>,
+    spec: Vec<V>,
+    kind: SpectrumKind,
+    /// Mel filter m sums `spec[starts[m] + i] · weights[offsets[m] + i]`.
+    mel_starts: Vec<usize>,
+    mel_offsets: Vec<usize>,
+    mel_weights: Vec<f32>,
+    /// The bins any mel filter reads: only these are computed.
+    bins_used: std::ops::Range<usize>,
+    /// `log10(max(mel, 1e-10))`, `[n_mels]` vectors, lane = frame of the batch.
+    pub(crate) out: Vec<V>,
+    avx2: bool,
+}
+
+impl BatchSpectrum {
+    /// `None` when `n_fft / 2` has a prime factor above 5 (callers keep the per-frame path).
+    pub(crate) fn new(shape: BatchShape, mel: &MelFilterbank) -> Option<Self> {
+        let BatchShape {
+            win_len,
+            n_fft,
+            kind,
+        } = shape;
+        let half = n_fft / 2;
+        let radices = plan(half)?;
+        let mut passes = Vec::new();
+        let (mut n, mut s) = (half, 1);
+        for &r in &radices {
+            let m = n / r;
+            let mut tw = Vec::with_capacity(m * (r - 1));
+            for p in 0..m {
+                for k in 1..r {
+                    let theta = -2.0 * std::f64::consts::PI * (p * k) as f64 / n as f64;
+                    tw.push((theta.cos() as f32, theta.sin() as f32));
+                }
+            }
+            passes.push((r, n, s, tw));
+            n /= r;
+            s *= r;
+        }
+        let mut split: Vec<(f32, f32)> = (0..=half)
+            .map(|k| {
+                let theta = 2.0 * std::f64::consts::PI * k as f64 / n_fft as f64;
+                (theta.cos() as f32, -(theta.sin() as f32))
+            })
+            .collect();
+        (split[0], split[half]) = ((1.0, 0.0), (-1.0, 0.0));
+        let bins = half + 1;
+        let dense = mel.dense();
+        let mut mel_starts = Vec::new();
+        let mut mel_offsets = vec![0];
+        let mut mel_weights = Vec::new();
+        for row in dense.chunks_exact(bins) {
+            let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+            let last = row.iter().rposition(|&w| w != 0.0).map_or(first, |i| i + 1);
+            mel_starts.push(first);
+            mel_weights.extend_from_slice(&row[first..last]);
+            mel_offsets.push(mel_weights.len());
+        }
+        let lo = mel_starts.iter().copied().min().unwrap_or(0);
+        let hi = mel_starts
+            .iter()
+            .zip(mel_offsets.windows(2))
+            .map(|(&st, o)| st + o[1] - o[0])
+            .max()
+            .unwrap_or(bins);
+        Some(BatchSpectrum {
+            bins_used: lo..hi.max(lo),
+            win_len,
+            offset: (n_fft - win_len) / 2,
+            window: periodic_hann(win_len),
+            passes,
+            split,
+            x: vec![CZERO; half],
+            y: vec![CZERO; half],
+            spec: vec![ZERO; bins],
+            kind,
+            mel_starts,
+            mel_offsets,
+            mel_weights,
+            out: vec![ZERO; mel.n_mels()],
+            avx2: has_avx2(),
+        })
+    }
+
+    /// Frames `f = 0..count` (`count ≤ LANES`), frame `f` being `region[f·hop..f·hop + win_len]`,
+    /// into [`BatchSpectrum::out`] (lanes ≥ `count` hold leftovers).
+    pub(crate) fn run(&mut self, region: &[f32], hop: usize, count: usize) {
+        debug_assert!(count <= LANES && count > 0);
+        debug_assert!(region.len() >= (count - 1) * hop + self.win_len);
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
+            unsafe { self.run_avx2(region, hop, count) };
+            return;
+        }
+        self.run_body::<Plain>(region, hop, count);
+    }
+
+    /// The plain build, whatever the CPU (for the equality test).
+    #[cfg(test)]
+    pub(crate) fn run_plain(&mut self, region: &[f32], hop: usize, count: usize) {
+        self.run_body::<Plain>(region, hop, count);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2(&mut self, region: &[f32], hop: usize, count: usize) {
+        self.run_body::<Avx>(region, hop, count);
+    }
+
+    #[inline(always)]
+    fn run_body<S: Simd>(&mut self, region: &[f32], hop: usize, count: usize) {
+        self.load::<S>(region, hop, count);
+        self.fft::<S>();
+        self.split::<S>();
+        self.mel::<S>();
+        log10_floor_in_place(self.out.as_flattened_mut(), 1e-10);
+    }
+
+    /// Windowed frames, packed as `x[2m] + i·x[2m+1]`, transposed into lanes. Lanes ≥ `count`
+    /// repeat frame 0.
+    #[inline(always)]
+    fn load<S: Simd>(&mut self, region: &[f32], hop: usize, count: usize) {
+        let off = self.offset;
+        let win_len = self.win_len;
+        let half = self.x.len();
+        let zero = S::splat(0.0);
+        if off.is_multiple_of(2) && win_len.is_multiple_of(8) {
+            let (head, rest) = self.x.split_at_mut(off / 2);
+            for c in head
+                .iter_mut()
+                .chain(&mut rest[win_len / 2..half - off / 2])
+            {
+                S::store(zero, &mut c.re);
+                S::store(zero, &mut c.im);
+            }
+            let rows: [&[f32]; LANES] = std::array::from_fn(|f| {
+                let start = if f < count { f * hop } else { 0 };
+                &region[start..start + win_len]
+            });
+            let dst = &mut self.x[off / 2..(off + win_len) / 2];
+            for (i, (out, w)) in dst
+                .chunks_exact_mut(4)
+                .zip(self.window.chunks_exact(8))
+                .enumerate()
+            {
+                let w = S::load_slice(w);
+                let block: [S::V; 8] =
+                    std::array::from_fn(|f| S::mul(S::load_slice(&rows[f][8 * i..]), w));
+                let t = S::transpose(block);
+                for (k, c) in out.iter_mut().enumerate() {
+                    S::store(t[2 * k], &mut c.re);
+                    S::store(t[2 * k + 1], &mut c.im);
+                }
+            }
+            return;
+        }
+        for c in self.x.iter_mut() {
+            *c = CZERO;
+        }
+        for f in 0..LANES {
+            let start = if f < count { f * hop } else { 0 };
+            let frame = &region[start..start + win_len];
+            for (i, (&s, &w)) in frame.iter().zip(&self.window).enumerate() {
+                let n = off + i;
+                let c = &mut self.x[n / 2];
+                if n.is_multiple_of(2) {
+                    c.re[f] = s * w;
+                } else {
+                    c.im[f] = s * w;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn fft<S: Simd>(&mut self) {
+        let mut src_is_x = true;
+        for (r, n, s, tw) in &self.passes {
+            let (src, dst) = if src_is_x {
+                (&self.x, &mut self.y)
+            } else {
+                (&self.y, &mut self.x)
+            };
+            match r {
+                8 => pass::<S, 8>(*n, *s, src, dst, tw),
+                5 => pass::<S, 5>(*n, *s, src, dst, tw),
+                4 => pass::<S, 4>(*n, *s, src, dst, tw),
+                3 => pass::<S, 3>(*n, *s, src, dst, tw),
+                _ => pass::<S, 2>(*n, *s, src, dst, tw),
+            }
+            src_is_x = !src_is_x;
+        }
+        if !src_is_x {
+            std::mem::swap(&mut self.x, &mut self.y);
+        }
+    }
+
+    #[inline(always)]
+    fn split<S: Simd>(&mut self) {
+        let z = &self.x;
+        let half = z.len();
+        let (h, zero, floor) = (S::splat(0.5), S::splat(0.0), S::splat(1e-10));
+        // X[k] = E + (−i·w)·D with E = (A + B)/2, D = (A − B)/2, A = Z[k], B = conj(Z[M − k]).
+        let used = self.bins_used.clone();
+        let pairs = self.spec[used.clone()]
+            .iter_mut()
+            .zip(&self.split[used.clone()]);
+        for (k, (s, &(wr, wi))) in used.zip(pairs) {
+            let a = Cv::<S>::load(&z[if k == half { 0 } else { k }]);
+            let b = Cv::<S>::load(&z[if k == 0 { 0 } else { half - k }]);
+            let (wr, wi) = (S::splat(wr), S::splat(wi));
+            let (br, bi) = (b.re, S::sub(zero, b.im));
+            let (er, ei) = (S::mul(h, S::add(a.re, br)), S::mul(h, S::add(a.im, bi)));
+            let (dr, di) = (S::mul(h, S::sub(a.re, br)), S::mul(h, S::sub(a.im, bi)));
+            let xr = S::fma(wr, di, S::fma(wi, dr, er));
+            let xi = S::fnma(wr, dr, S::fma(wi, di, ei));
+            let mut p = S::fma(xr, xr, S::mul(xi, xi));
+            if self.kind == SpectrumKind::Magnitude {
+                p = S::sqrt(S::max(p, floor));
+            }
+            S::store(p, s);
+        }
+    }
+    #[inline(always)]
+    fn mel<S: Simd>(&mut self) {
+        let zero = S::splat(0.0);
+        for (m, o) in self.out.iter_mut().enumerate() {
+            let w = &self.mel_weights[self.mel_offsets[m]..self.mel_offsets[m + 1]];
+            let sp = &self.spec[self.mel_starts[m]..self.mel_starts[m] + w.len()];
+            let mut acc = zero;
+            for (&wk, v) in w.iter().zip(sp) {
+                acc = S::fma(S::load(v), S::splat(wk), acc);
+            }
+            S::store(acc, o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spectrum::FrameSpectrum;
+
+    fn signal(n: usize) -> Vec<f32> {
+        // Two tones over white noise (an LCG), so that every mel channel has energy.
+        let mut state = 12345u32;
+        (0..n)
+            .map(|i| {
+                let t = i as f32;
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let noise = (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+                (t * 0.031).sin() * 0.3 + (t * 0.173).cos() * 0.1 + noise * 0.05
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_matches_per_frame_spectrum_and_lanes_are_independent() {
+        for (win, n_fft, kind, fmin, fmax) in [
+            (400, 400, SpectrumKind::Power, 0.0, 8000.0),
+            (800, 1024, SpectrumKind::Magnitude, 80.0, 7600.0),
+            (300, 360, SpectrumKind::Power, 0.0, 8000.0),
+        ] {
+            let mut frame = FrameSpectrum::build(win, n_fft, kind);
+            let mel = MelFilterbank::slaney(16_000.0, n_fft / 2 + 1, 80, fmin, fmax);
+            let shape = BatchShape {
+                win_len: win,
+                n_fft,
+                kind,
+            };
+            let mut batch = BatchSpectrum::new(shape, &mel).expect("plan");
+            let hop = 160;
+            let sig = signal(hop * 20 + win);
+            // Reference: the per-frame path (rustfft) in f32, then mel and log10 as before.
+            let mut want = vec![0.0f32; 80];
+            let mut full = Vec::new();
+            for count in [8, 3, 1] {
+                batch.run(&sig[hop * 2..], hop, count);
+                let fast = batch.out.clone();
+                batch.run_plain(&sig[hop * 2..], hop, count);
+                assert!(
+                    fast.iter()
+                        .zip(&batch.out)
+                        .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())),
+                    "AVX2 and plain builds differ"
+                );
+                full.push(fast);
+            }
+            // Against the same recipe in f64 (a direct DFT), and against the per-frame path.
+            let window: Vec<f64> = (0..win)
+                .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / win as f64).cos())
+                .collect();
+            let dense = mel.dense();
+            let bins = n_fft / 2 + 1;
+            let off = (n_fft - win) / 2;
+            let mut worst = 0.0f64;
+            #[allow(clippy::needless_range_loop)]
+            for f in 0..8 {
+                let start = hop * (2 + f);
+                let spec = frame.compute(&sig[start..start + win]);
+                mel.apply(spec, &mut want);
+                log10_floor_in_place(&mut want, 1e-10);
+                let power: Vec<f64> = (0..bins)
+                    .map(|k| {
+                        let (mut re, mut im) = (0.0, 0.0);
+                        for n in 0..win {
+                            let x = f64::from(sig[start + n]) * window[n];
+                            let th =
+                                -2.0 * std::f64::consts::PI * (k * (n + off)) as f64 / n_fft as f64;
+                            re += x * th.cos();
+                            im += x * th.sin();
+                        }
+                        let p = re * re + im * im;
+                        if kind == SpectrumKind::Magnitude {
+                            p.max(1e-10).sqrt()
+                        } else {
+                            p
+                        }
+                    })
+                    .collect();
+                for m in 0..80 {
+                    let exact: f64 = (0..bins)
+                        .map(|k| f64::from(dense[m * bins + k]) * power[k])
+                        .sum();
+                    let exact = exact.max(1e-10).log10();
+                    let got = full[0][m][f];
+                    worst = worst.max((f64::from(got) - exact).abs());
+                    assert!(
+                        (f64::from(got) - exact).abs() < 1e-4,
+                        "n_fft {n_fft} frame {f} mel {m}: {got} vs {exact}"
+                    );
+                    assert!(
+                        (got - want[m]).abs() < 2e-4,
+                        "n_fft {n_fft} frame {f} mel {m}: {got} vs {}",
+                        want[m]
+                    );
+                    if f < 3 {
+                        assert_eq!(
+                            got.to_bits(),
+                            full[1][m][f].to_bits(),
+                            "lane result depends on batch"
+                        );
+                    }
+                    if f < 1 {
+                        assert_eq!(
+                            got.to_bits(),
+                            full[2][m][f].to_bits(),
+                            "lane result depends on batch"
+                        );
+                    }
+                }
+            }
+            eprintln!("n_fft {n_fft}: max |log10 mel − f64| = {worst:.2e}");
+        }
+    }
+}
