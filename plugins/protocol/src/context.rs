@@ -356,7 +356,8 @@ mod tests {
 
     #[test]
     fn newer_version_and_garbage_are_refused() {
-        let newer = br#"{"version":2,"request_id":3,"trigger":{"reason":"other","running_time_ns":1}}"#;
+        let newer =
+            br#"{"version":2,"request_id":3,"trigger":{"reason":"other","running_time_ns":1}}"#;
         assert_eq!(
             ContextPackage::parse(newer),
             Err(ParseError::UnsupportedVersion {

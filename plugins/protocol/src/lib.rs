@@ -8,6 +8,6 @@
 //! A pipeline author who writes an element that speaks these contracts needs only this crate
 //! and its documentation.
 
+pub mod context;
 pub mod events;
 pub mod packet;
-pub mod context;
