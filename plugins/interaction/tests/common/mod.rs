@@ -344,7 +344,7 @@ pub fn running_time(message: &gst::Structure) -> u64 {
     message.get::<u64>("running-time").expect("running-time")
 }
 
-fn record(pad: &gst::Pad, into: Arc<Mutex<Vec<Out>>>) {
+pub fn record(pad: &gst::Pad, into: Arc<Mutex<Vec<Out>>>) {
     pad.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
