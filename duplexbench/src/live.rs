@@ -252,7 +252,9 @@ impl AgentUnderTest for GstAgent {
                 user.samples.len() as f64 / f64::from(RATE)
             ));
             let clock = pipeline.clock().ok_or("the pipeline has no clock")?;
-            let base = pipeline.base_time().ok_or("the pipeline has no base time")?;
+            let base = pipeline
+                .base_time()
+                .ok_or("the pipeline has no base time")?;
             let now = clock.time();
             // The first user sample: 100 ms from now, on a 20 ms grid.
             let t0 = (now.saturating_sub(base).nseconds() / 20_000_000 + 5) * 20_000_000;

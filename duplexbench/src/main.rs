@@ -439,7 +439,11 @@ fn run_live(args: &[String]) -> Result<(), String> {
         "default" => vec![Config::Default],
         "silence" => vec![Config::Silence500],
         "both" => vec![Config::Default, Config::Silence500],
-        other => return Err(format!("--config: `{other}` is not default, silence or both")),
+        other => {
+            return Err(format!(
+                "--config: `{other}` is not default, silence or both"
+            ));
+        }
     };
     let max_tokens = options.number("--max-tokens", 24.0)?;
     if !(1.0..=4096.0).contains(&max_tokens) {

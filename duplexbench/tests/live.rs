@@ -58,17 +58,17 @@ fn a_question_played_live_is_answered_and_scored() {
         "timeline-default-question.png",
         "latency-histogram.png",
     ] {
-        let size = std::fs::metadata(out.join(name)).map(|m| m.len()).unwrap_or(0);
+        let size = std::fs::metadata(out.join(name))
+            .map(|m| m.len())
+            .unwrap_or(0);
         assert!(size > 0, "{name} missing or empty");
     }
 
     // The agent spoke after the question (detected in the audio, not claimed).
-    let segments =
-        duplexbench::segments::UserSegments::load(&set.join("question.json")).unwrap();
+    let segments = duplexbench::segments::UserSegments::load(&set.join("question.json")).unwrap();
     let question_end = segments.segments[0].end as f64 / 16_000.0;
     let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let dialogue = &results["configurations"][0]["dialogues"][0];
     let speech = dialogue["agent_speech"].as_array().expect("agent_speech");
     assert!(!speech.is_empty(), "no agent speech in the recording");
@@ -82,10 +82,9 @@ fn a_question_played_live_is_answered_and_scored() {
 
     // The decisions are aligned with the recording: the turn ends after the question, and
     // the synthesizer's agent-started-speaking is where the audio starts (within 300 ms).
-    let decisions = duplexbench::decisions::load_decisions(
-        &out.join("question.default.decisions.jsonl"),
-    )
-    .unwrap();
+    let decisions =
+        duplexbench::decisions::load_decisions(&out.join("question.default.decisions.jsonl"))
+            .unwrap();
     let turn_end = decisions
         .iter()
         .find(|d| d.kind == "user-turn-ended")
@@ -104,8 +103,7 @@ fn a_question_played_live_is_answered_and_scored() {
         "agent-started-speaking at {} s, audio onset {onset} s",
         started.time_s
     );
-    let captions =
-        std::fs::read_to_string(out.join("question.default.captions.srt")).unwrap();
+    let captions = std::fs::read_to_string(out.join("question.default.captions.srt")).unwrap();
     assert!(captions.contains("user: "), "{captions}");
     assert!(captions.to_lowercase().contains("france"), "{captions}");
 }
