@@ -29,5 +29,5 @@ echo
 echo "captions (default package, times from the start of the user audio):"
 sed -n '/-->/{N;s/\n/  /;s/,[0-9]* --> [0-9:]*,[0-9]*//;p}' "$out/demo.captions.srt"
 end=$(date +%s.%N)
-printf '\ndemo: done in %.1f s; outputs in %s\n' "$(echo "$end - $start" | bc)" "$out"
+printf '\ndemo: done in %.1f s; outputs in %s\n' "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')" "$out"
 ls "$out"

@@ -24,6 +24,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const RATE: u32 = 16_000;
 /// Samples per pushed user buffer (20 ms).
 const CHUNK: usize = 320;
+/// How long one pushed buffer lasts (CHUNK samples at RATE), in ns.
+const CHUNK_NS: u64 = CHUNK as u64 * 1_000_000_000 / RATE as u64;
+/// The aligner's `latency` property: slack for scheduling jitter, in ns.
+const MUX_LATENCY_NS: u64 = 60_000_000;
 /// Silence played after the user WAV before EOS, so the agent's last reaction is recorded.
 const TAIL: Duration = Duration::from_secs(1);
 /// How long to wait for EOS after the last user buffer.
@@ -87,11 +91,16 @@ impl GstAgent {
         }
     }
 
+    /// The user's audio arrives like a capture card's: a 20 ms buffer when its last sample is
+    /// in, so the source reports 20 ms of latency. The aligner adds 60 ms of slack for
+    /// scheduling jitter on a loaded machine. Without both, a turn's deadline fell exactly when
+    /// its last buffer arrived, and a lost race made every later buffer "late" (dropped).
     fn description(&self) -> String {
         format!(
-            "appsrc name=user is-live=true format=time do-timestamp=false \
+            "appsrc name=user is-live=true format=time do-timestamp=false min-latency={CHUNK_NS} \
                caps=audio/x-raw,format=F32LE,rate={RATE},channels=1,layout=interleaved \
-             ! queue ! microturnmux name=mux start-time-selection=first \
+             ! queue ! microturnmux name=mux start-time-selection=first latency={MUX_LATENCY_NS} \
+             ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
              ! interactionmodel name=im {props} \
              im.speech ! queue ! speechsynth name=synth is-live=true \
                ! audioconvert ! audioresample \
