@@ -24,6 +24,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const RATE: u32 = 16_000;
 /// Samples per pushed user buffer (20 ms).
 const CHUNK: usize = 320;
+/// Agent audio as it arrived: (running time in ns, samples).
+type TimedChunk = (u64, Vec<f32>);
+/// What one run collects: the agent's audio, the captions and the decision lines.
+type RunOutputs = (Vec<f32>, Vec<Caption>, Vec<String>);
 /// How long one pushed buffer lasts (CHUNK samples at RATE), in ns.
 const CHUNK_NS: u64 = CHUNK as u64 * 1_000_000_000 / RATE as u64;
 /// The aligner's `latency` property: slack for scheduling jitter, in ns.
@@ -192,7 +196,7 @@ impl AgentUnderTest for GstAgent {
         let caption_sink: gst_app::AppSink = element(bin, "captions")?;
 
         // Agent audio and captions, by running time; placed once t0 is known.
-        let agent_chunks: Arc<Mutex<Vec<(u64, Vec<f32>)>>> = Arc::default();
+        let agent_chunks: Arc<Mutex<Vec<TimedChunk>>> = Arc::default();
         let chunks = agent_chunks.clone();
         agent_sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -240,7 +244,7 @@ impl AgentUnderTest for GstAgent {
             self.label()
         ));
         let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
-        let result = (|| -> Result<(Vec<f32>, Vec<Caption>, Vec<String>), BoxError> {
+        let result = (|| -> Result<RunOutputs, BoxError> {
             pipeline.set_state(gst::State::Paused)?;
             // Live: PAUSED returns NO_PREROLL; wait for every element to have started (models
             // load in READY -> PAUSED).
