@@ -9,14 +9,14 @@ export ORT_DYLIB_PATH ?= $(GST_INTERACTION_CACHE)/models/onnxruntime/libonnxrunt
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 CARGO ?= cargo
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench duplexbench
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	$(CARGO) build --release --workspace
-	GST_PLUGIN_PATH=$(CURDIR)/target/release bash scripts/demo.sh
+	bash scripts/demo.sh
 
 test: setup lint
 	@bash scripts/test-fetcher.sh
@@ -30,3 +30,11 @@ lint:
 
 bench: setup
 	$(CARGO) bench --workspace
+
+# The full live benchmark (duplexbench/README.md): the built-in set of 24 dialogues played in
+# real time through both configurations (about 10 minutes). Not part of `make test`.
+BENCH_OUT ?= $(CURDIR)/out/bench
+duplexbench: setup
+	$(CARGO) build --release -p duplexbench
+	target/release/duplexbench generate --seed 1 --out $(BENCH_OUT)/set
+	target/release/duplexbench run --set $(BENCH_OUT)/set --out $(BENCH_OUT)/run --config both

@@ -14,6 +14,7 @@ pub mod check;
 pub mod decisions;
 pub mod detect;
 pub mod generate;
+pub mod live;
 pub mod piper;
 pub mod plot;
 pub mod rng;

@@ -23,6 +23,7 @@ usage:
                     --out DIR [--label NAME] [--baseline-label NAME] [--no-plots]
                     [--on-db DB] [--off-db DB] [--hop-ms MS] [--min-silence-ms MS]
                     [--min-speech-ms MS] [--edge-gap-ms MS]
+  duplexbench run --set DIR --out DIR [--config default|silence|both] [--max-tokens N]
 
 generate renders the user side of each dialogue (built-in scripts, or the script files /
 directories given with --dialogues) into DIR/<id>.wav (16 kHz mono) and DIR/<id>.json (user
@@ -35,7 +36,14 @@ check runs the scorer's speech detector on a user WAV and compares it with its s
 score reads one or more dialogues: give --user-segments and --agent once per dialogue, in the
 same order (--decisions, --agent-words and --baseline-agent either never or once per
 dialogue). It writes DIR/results.json, DIR/results.txt, DIR/timeline-<label>-<dialogue>.png
-and DIR/latency-histogram.png, and prints the table.";
+and DIR/latency-histogram.png, and prints the table.
+
+run plays every dialogue of a generated set (DIR/manifest.json) live, at real-time pace, through
+the whole agent (microturnmux, interactionmodel, speechsynth, reasoningsidecar), once per
+configuration (default: the default model package; silence: turn-detection=silence
+silence-ms=500; both, the default, runs both), records into --out <id>.<label>.agent.wav,
+.stereo.wav (user left, agent right), .decisions.jsonl and .captions.srt, then scores and
+draws exactly as score does.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +51,7 @@ fn main() -> ExitCode {
         Some("generate") => run_generate(&args[1..]),
         Some("score") => run_score(&args[1..]),
         Some("check") => run_check(&args[1..]),
+        Some("run") => run_live(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -358,9 +367,19 @@ fn run_score(args: &[String]) -> Result<(), String> {
     }
     let results = score::results(configurations, detector, rules);
 
+    write_outputs(out, &results, &user_sides, !options.flag("--no-plots"))
+}
+
+/// Writes `results.json`, `results.txt` (also printed) and, with `plots`, the pictures.
+fn write_outputs(
+    out: &Path,
+    results: &score::Results,
+    user_sides: &[UserSegments],
+    plots: bool,
+) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    generate::write_json(&out.join("results.json"), &results).map_err(|e| e.to_string())?;
-    let table = score::text_table(&results);
+    generate::write_json(&out.join("results.json"), results).map_err(|e| e.to_string())?;
+    let table = score::text_table(results);
     std::fs::write(out.join("results.txt"), &table)
         .map_err(|e| format!("{}: {e}", out.join("results.txt").display()))?;
     print!("{table}");
@@ -375,9 +394,9 @@ fn run_score(args: &[String]) -> Result<(), String> {
         }
     }
 
-    if !options.flag("--no-plots") {
+    if plots {
         for configuration in &results.configurations {
-            for (dialogue, user) in configuration.dialogues.iter().zip(&user_sides) {
+            for (dialogue, user) in configuration.dialogues.iter().zip(user_sides) {
                 let file = out.join(format!(
                     "timeline-{}-{}.png",
                     file_safe(&configuration.label),
@@ -408,4 +427,62 @@ fn file_safe(name: &str) -> String {
             }
         })
         .collect()
+}
+
+fn run_live(args: &[String]) -> Result<(), String> {
+    use duplexbench::live::{Config, GstAgent};
+    use duplexbench::runner::AgentUnderTest;
+    let options = Options::parse(args, &["--set", "--out", "--config", "--max-tokens"], &[])?;
+    let set = Path::new(options.required("--set")?);
+    let out = Path::new(options.required("--out")?);
+    let configs = match options.one("--config")?.unwrap_or("both") {
+        "default" => vec![Config::Default],
+        "silence" => vec![Config::Silence500],
+        "both" => vec![Config::Default, Config::Silence500],
+        other => {
+            return Err(format!(
+                "--config: `{other}` is not default, silence or both"
+            ));
+        }
+    };
+    let max_tokens = options.number("--max-tokens", 24.0)?;
+    if !(1.0..=4096.0).contains(&max_tokens) {
+        return Err("--max-tokens must be 1..4096".into());
+    }
+    let entries = duplexbench::live::load_set(set).map_err(|e| e.to_string())?;
+    let user_sides: Vec<UserSegments> = entries.iter().map(|e| e.segments.clone()).collect();
+    let rules = Rules::default();
+    let detector = DetectorConfig::default();
+    let mut configurations = Vec::new();
+    for config in configs {
+        let mut agent = GstAgent::new(config);
+        agent.max_tokens = max_tokens as u32;
+        agent.verbose = true;
+        let mut inputs = Vec::new();
+        for entry in &entries {
+            let recording = agent
+                .run(&entry.wav, &entry.segments, out)
+                .map_err(|e| format!("{} / {}: {e}", agent.label(), entry.segments.dialogue))?;
+            let audio = audio::read_wav(&recording.agent_wav).map_err(|e| e.to_string())?;
+            let decisions = match &recording.decisions {
+                Some(path) => decisions::load_decisions(path).map_err(|e| e.to_string())?,
+                None => Vec::new(),
+            };
+            inputs.push(DialogueInput {
+                segments: entry.segments.clone(),
+                agent: audio,
+                agent_source: recording.agent_wav.display().to_string(),
+                decisions,
+                words: None,
+            });
+        }
+        configurations.push(score::score_configuration(
+            agent.label(),
+            &inputs,
+            &detector,
+            &rules,
+        ));
+    }
+    let results = score::results(configurations, detector, rules);
+    write_outputs(out, &results, &user_sides, true)
 }
