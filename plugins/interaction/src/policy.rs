@@ -183,6 +183,11 @@ impl TurnPolicy {
         self.tracks.get(track).and_then(|t| t.turn_span)
     }
 
+    /// End of `track`'s last voiced frame (0 if it never spoke).
+    pub fn last_voiced_end(&self, track: usize) -> u64 {
+        self.tracks.get(track).map_or(0, |t| t.last_voiced_end)
+    }
+
     /// The tracks that spoke in the open turn.
     pub fn turn_tracks(&self) -> Vec<usize> {
         (0..self.tracks.len())

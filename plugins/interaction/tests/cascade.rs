@@ -35,7 +35,17 @@ fn smart_turn_waits_through_a_mid_sentence_pause_and_ends_after_the_sentence() {
         packets(&[("audio", &script.audio)], &[]),
     );
     let ends = turn_ends(&run);
-    assert_eq!(ends.len(), 1, "exactly one end of turn: {ends:?}");
+    let verdicts: Vec<(u64, f64)> = run
+        .messages(gstinteraction::cascade::TURN_VERDICT)
+        .iter()
+        .map(|m| (running_time(m) / MS, m.get::<f64>("probability").unwrap()))
+        .collect();
+    assert_eq!(
+        ends.len(),
+        1,
+        "exactly one end of turn: {ends:?}; verdicts (ms, p): {verdicts:?}; pause at {} ms",
+        pause_start / MS
+    );
     assert!(
         ends[0] > sentence_end && ends[0] <= sentence_end + 600 * MS,
         "the turn ends within 600 ms after the sentence ({} ms), at {} ms",
@@ -181,6 +191,24 @@ fn barge_in_yields_within_one_micro_turn_of_sustained_speech() {
         .position(|o| matches!(o, Out::Yield(Some(1))))
         .expect("a yield of utterance 1");
     assert!(yield_at > speak_at);
+    // The same yield goes to the reasoning pad (the sidecar cancels its generation), after the
+    // first context package and before the one the interruption leads to.
+    let reasoning_yield = run
+        .reasoning
+        .iter()
+        .position(|o| matches!(o, Out::Yield(Some(1))))
+        .expect("the yield is sent on the reasoning pad too");
+    let packages: Vec<usize> = run
+        .reasoning
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| matches!(o, Out::Text { .. }).then_some(i))
+        .collect();
+    assert!(
+        packages.first() < Some(&reasoning_yield) && packages.last() > Some(&reasoning_yield),
+        "{:?}",
+        run.reasoning
+    );
     let barge = run.messages(messages::BARGE_IN);
     assert_eq!(barge.len(), 1);
     let at = running_time(barge[0]);

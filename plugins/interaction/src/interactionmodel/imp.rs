@@ -408,13 +408,15 @@ impl InteractionModel {
                 }
                 Action::Yield { utterance_id, at } => {
                     gst::debug!(CAT, imp = self, "yield {utterance_id:?}");
-                    self.speech_pad.push_event(
-                        Yield {
-                            utterance_id,
-                            running_time: Some(gst::ClockTime::from_nseconds(at)),
-                        }
-                        .to_event(),
-                    );
+                    let event = Yield {
+                        utterance_id,
+                        running_time: Some(gst::ClockTime::from_nseconds(at)),
+                    }
+                    .to_event();
+                    // The sidecar cancels what it is generating: the user took the floor, and
+                    // a new context package follows at the end of their turn.
+                    self.reasoning_pad.push_event(event.clone());
+                    self.speech_pad.push_event(event);
                 }
                 Action::Backchannel { text, .. } => {
                     self.speech_pad.push_event(Backchannel { text }.to_event());

@@ -11,7 +11,9 @@
 //!   (`user`, `agent`, or the aligner pad name of an extra participant such as `audio_1`),
 //!   PTS = running time the speech started, duration = how long it lasted; an interrupted agent
 //!   caption holds what was heard and ends with ` [interrupted]`.
-//! - `reasoning` (`application/x-interaction-context`): one context package (JSON) per request.
+//! - `reasoning` (`application/x-interaction-context`): one context package (JSON) per request;
+//!   a barge-in sends the same *yield* event here too, so a `reasoningsidecar` stops generating
+//!   an answer the user has just talked over.
 //!
 //! Every decision is also an element message on the bus (`interaction/…`, with
 //! `running-time`), and `stats=true` adds one `interaction/turn-stats` message per micro-turn.
