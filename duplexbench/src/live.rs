@@ -367,6 +367,8 @@ impl AgentUnderTest for GstAgent {
             let pushed = pusher
                 .join()
                 .map_err(|_| "the user audio thread panicked")?;
+            let stats = mux.property::<gst::Structure>("stats");
+            self.say(&format!("  [{}] aligner: {stats}", self.label()));
             outcome?;
             pushed?;
 

@@ -223,3 +223,91 @@ fn av_pipeline_file_gives_frames_at_the_size_downstream_asks_for() {
         assert!(frame.timestamp >= start && frame.timestamp < start + packet.header.duration);
     }
 }
+
+/// The live pipeline file with an idle loop-back text input (as the reasoning sidecar is most
+/// of the time): the aligner must not wait for it. Before loop-back buffers were diverted, the
+/// base class waited for a buffer on every pad until each deadline, the audio queue filled up
+/// to the `latency` property, and most of every turn was written as a hole.
+#[test]
+fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
+    init();
+    let description = pipeline_file(
+        "microturn-live.pipeline",
+        &[
+            (
+                "AUDIO_SRC",
+                "audiotestsrc is-live=true samplesperbuffer=160 num-buffers=500",
+            ),
+            ("SINK", "appsink name=out sync=false"),
+        ],
+    );
+    let description = format!(
+        "{description} appsrc name=results is-live=true format=time min-latency=0 \
+         caps=text/x-raw,format=utf8 ! mux.text_0"
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let mux = pipeline.by_name("mux").unwrap();
+    mux.static_pad("text_0")
+        .unwrap()
+        .set_property("loopback", true);
+    let results = pipeline
+        .by_name("results")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut packets = Vec::new();
+    let mut sent = false;
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer_owned().unwrap();
+        let packet = Packet::parse(&buffer.map_readable().unwrap()).unwrap();
+        // Half-way through, one result comes back (stamped with the pipeline's running time,
+        // as the sidecar stamps its results).
+        if packets.len() == 12 && !sent {
+            let now = pipeline.current_running_time().unwrap();
+            let mut item = gst::Buffer::from_slice(b"Paris.".to_vec());
+            item.get_mut().unwrap().set_pts(now);
+            results.push_buffer(item).unwrap();
+            results.end_of_stream().unwrap();
+            sent = true;
+        }
+        packets.push((buffer, packet));
+    }
+    let stats = mux.property::<gst::Structure>("stats");
+    pipeline.set_state(gst::State::Null).unwrap();
+    check_25_turns(&packets, true);
+    // At most the first turn waits for its deadline (the base class ignores the idle pad only
+    // after one deadline has passed): everything after it arrives whole.
+    let gap_samples = stats.get::<u64>("gap-samples").unwrap();
+    assert!(
+        gap_samples <= 3200,
+        "{gap_samples} samples missed their turn: {stats}"
+    );
+    assert!(stats.get::<u64>("timed-out-turns").unwrap() <= 1, "{stats}");
+    for (_, packet) in &packets[1..] {
+        assert_eq!(
+            packet.audio[0].gap_samples, 0,
+            "turn {}",
+            packet.header.turn_index
+        );
+    }
+    let with_text: Vec<u64> = packets
+        .iter()
+        .filter(|(_, p)| p.text.iter().any(|t| t.text == "Paris."))
+        .map(|(_, p)| p.header.turn_index)
+        .collect();
+    assert_eq!(with_text.len(), 1, "the result is in exactly one turn");
+    assert!(
+        (12..=15).contains(&with_text[0]),
+        "result in turn {}",
+        with_text[0]
+    );
+}

@@ -124,6 +124,8 @@ struct State {
     /// Audio pads: samples of the head buffer already moved into the track.
     audio_offsets: HashMap<String, usize>,
     pool: Option<(gst::BufferPool, usize)>,
+    /// Reused by `pull_inbox` (no allocation per turn).
+    inbox_scratch: Vec<(Option<u64>, gst::Buffer)>,
 }
 
 /// A sink pad as the aggregate loop sees it: cloning one allocates nothing.
@@ -165,6 +167,61 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Running time of a buffer's start in its pad's segment, in ns.
+/// Takes the buffers (and gap events) of a loop-back text pad off the pad before the base class
+/// queues them. In a live pipeline the base class calls `aggregate` only when every pad that
+/// ever had data has a buffer queued, or at the deadline: a sparse loop-back input (reasoning
+/// results) would hold every turn until its deadline, while the audio pads, whose queues hold
+/// only the `latency` property plus upstream latency, stop accepting data and the turn is
+/// written with a hole. Diverted, the pad stays inactive and is ignored; its buffers wait in
+/// the pad's inbox until the turn they fall in is written.
+fn divert_loopback(pad: &super::MicroturnPad) {
+    pad.add_probe(
+        gst::PadProbeType::BUFFER
+            | gst::PadProbeType::BUFFER_LIST
+            | gst::PadProbeType::EVENT_DOWNSTREAM,
+        |pad, info| {
+            let Some(pad) = pad.downcast_ref::<super::MicroturnPad>() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if !pad.imp().is_loopback() {
+                return gst::PadProbeReturn::Ok;
+            }
+            let segment = pad
+                .sticky_event::<gst::event::Segment>(0)
+                .and_then(|event| event.segment().downcast_ref::<gst::ClockTime>().cloned());
+            let running_time = |buffer: &gst::BufferRef| {
+                let pts = buffer.pts()?;
+                segment
+                    .as_ref()
+                    .and_then(|segment| segment.to_running_time(pts))
+                    .map(gst::ClockTime::nseconds)
+            };
+            // Taken and `Handled`: the chain function returns OK upstream and the base class
+            // never sees the data.
+            match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => {
+                    if let Some(buffer) = info.take_buffer() {
+                        pad.imp().push_inbox(running_time(&buffer), buffer);
+                    }
+                    gst::PadProbeReturn::Handled
+                }
+                Some(gst::PadProbeData::BufferList(_)) => {
+                    if let Some(list) = info.take_buffer_list() {
+                        for buffer in list.iter_owned() {
+                            pad.imp().push_inbox(running_time(&buffer), buffer);
+                        }
+                    }
+                    gst::PadProbeReturn::Handled
+                }
+                Some(gst::PadProbeData::Event(event)) if event.type_() == gst::EventType::Gap => {
+                    gst::PadProbeReturn::Handled
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
+        },
+    );
+}
+
 fn running_time(pad: &gst_base::AggregatorPad, buffer: &gst::BufferRef) -> Option<u64> {
     let segment = pad.segment();
     let segment = segment.downcast_ref::<gst::ClockTime>()?;
@@ -260,6 +317,9 @@ impl MicroturnMux {
     }
 
     fn reset(&self) -> Result<(), gst::ErrorMessage> {
+        for entry in lock(&self.pads).list.iter() {
+            entry.pad.imp().clear_inbox();
+        }
         let settings = *lock(&self.settings);
         let mut aligner = self
             .new_aligner(&settings)
@@ -287,6 +347,7 @@ impl MicroturnMux {
             covered: HashMap::new(),
             audio_offsets: HashMap::new(),
             pool,
+            inbox_scratch: Vec::new(),
         };
         Ok(())
     }
@@ -495,6 +556,27 @@ impl MicroturnMux {
 
     /// Moves buffers from a text or video pad into the aligner up to the window end; returns
     /// whether the pad is complete for the window.
+    /// Feeds the loop-back buffers diverted off `pad` that start before the window's end.
+    fn pull_inbox(
+        &self,
+        state: &mut State,
+        pad: &super::MicroturnPad,
+        name: &str,
+        window_start: u64,
+        window_end: u64,
+    ) -> Result<(), gst::FlowError> {
+        let mut items = std::mem::take(&mut state.inbox_scratch);
+        pad.imp().take_inbox_before(window_end, &mut items);
+        let mut result = Ok(());
+        for (rt, buffer) in items.drain(..) {
+            if result.is_ok() {
+                result = self.feed_text(state, name, rt.unwrap_or(window_start), &buffer);
+            }
+        }
+        state.inbox_scratch = items;
+        result
+    }
+
     fn pull_timed(
         &self,
         state: &mut State,
@@ -668,6 +750,9 @@ impl MicroturnMux {
                         && let Some(track) = state.aligner.as_mut().and_then(|a| a.text_mut(name))
                     {
                         track.set_loopback(loopback);
+                    }
+                    if loopback {
+                        self.pull_inbox(&mut state, pad, name, window_start, window_end)?;
                     }
                     let ready =
                         self.pull_timed(&mut state, agg_pad, name, kind, window_start, window_end)?;
@@ -903,6 +988,9 @@ impl ObjectImpl for MicroturnMux {
         });
         let latency = gst::ClockTime::from_nseconds(DEFAULT_TURN_DURATION);
         obj.set_latency(latency, Some(latency));
+        // A live loop-back pad never gets a buffer into the base class's queue (they are
+        // diverted), so once the first deadline has passed the base class stops waiting for it.
+        obj.set_ignore_inactive_pads(true);
     }
 }
 
@@ -979,6 +1067,9 @@ impl ElementImpl for MicroturnMux {
         let pad = self.parent_request_new_pad(templ, name, caps)?;
         let pad_name = pad.name();
         if let Ok(microturn_pad) = pad.clone().downcast::<super::MicroturnPad>() {
+            if kind_of(&pad_name) == Some(Kind::Text) {
+                divert_loopback(&microturn_pad);
+            }
             lock(&self.pads).list.push(PadEntry {
                 pad: microturn_pad,
                 name: Arc::from(pad_name.as_str()),

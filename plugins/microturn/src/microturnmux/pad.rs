@@ -1,5 +1,7 @@
 //! The aligner's sink pad: an `AggregatorPad` with a `loopback` property.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use gst::glib;
@@ -14,6 +16,10 @@ pub struct MicroturnPad {
     /// clip function, which runs with the element's state locked.
     audio_bytes_per_sample: AtomicU32,
     audio_rate: AtomicU32,
+    /// Loop-back pads: buffers taken off the pad before the base class queues them, with their
+    /// running time (`None`: no timestamp). The aligner reads them when it writes a turn, so
+    /// an empty loop-back pad never holds a turn back (see `MicroturnMux::divert_loopback`).
+    inbox: Mutex<VecDeque<(Option<u64>, gst::Buffer)>>,
 }
 
 impl MicroturnPad {
@@ -27,6 +33,33 @@ impl MicroturnPad {
 
     pub fn audio_rate(&self) -> u32 {
         self.audio_rate.load(Ordering::Relaxed)
+    }
+
+    pub fn push_inbox(&self, running_time: Option<u64>, buffer: gst::Buffer) {
+        if let Ok(mut inbox) = self.inbox.lock() {
+            inbox.push_back((running_time, buffer));
+        }
+    }
+
+    /// Takes the diverted buffers that start before `end` (running time), oldest first;
+    /// buffers without a timestamp count as due now.
+    pub fn take_inbox_before(&self, end: u64, out: &mut Vec<(Option<u64>, gst::Buffer)>) {
+        if let Ok(mut inbox) = self.inbox.lock() {
+            while inbox
+                .front()
+                .is_some_and(|(rt, _)| rt.is_none_or(|rt| rt < end))
+            {
+                if let Some(item) = inbox.pop_front() {
+                    out.push(item);
+                }
+            }
+        }
+    }
+
+    pub fn clear_inbox(&self) {
+        if let Ok(mut inbox) = self.inbox.lock() {
+            inbox.clear();
+        }
     }
 
     pub fn set_audio_format(&self, bytes_per_sample: u32, rate: u32) {
