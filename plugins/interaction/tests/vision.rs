@@ -353,3 +353,78 @@ fn a_one_pixel_frame_is_classified_and_a_malformed_one_cannot_be_written() {
     assert_eq!(observations.len(), 1);
     assert_eq!(observations[0].get::<u64>("frame-time").unwrap(), 0);
 }
+
+#[test]
+fn live_steps_never_wait_and_take_the_observation_when_it_is_ready() {
+    use gstinteraction::conversation::{Conversation, ConversationConfig};
+    use gstinteraction::vision::{Vision, VisionConfig};
+    use interaction_protocol::packet::VideoFrame;
+
+    let package = gstinteraction::package::load(&source_package()).expect("the default package");
+    let worker = VisionWorker::start(
+        package.file("vision").unwrap().to_path_buf(),
+        package.file("vision-labels").unwrap(),
+        cpu(),
+        2,
+    )
+    .unwrap();
+    let mut vision = Vision::new(
+        VisionConfig {
+            interval: 1_000_000_000,
+            top_k: 2,
+        },
+        worker,
+    );
+    let (data, width, height) = photo();
+    let frame = |timestamp: u64| VideoFrame {
+        timestamp,
+        width,
+        height,
+        flags: 0,
+        data: data.clone(),
+    };
+    let mut conversation = Conversation::new(ConversationConfig::default());
+    let mut out = Vec::new();
+    // Turn 0 offers its frame and returns at once (the model is still being opened); later
+    // frames are not queued while it runs, and the observation is the first frame's.
+    let started = std::time::Instant::now();
+    vision
+        .step(&[frame(0)], false, TURN_NS, &mut conversation, &mut out)
+        .unwrap();
+    assert!(out.is_empty() && vision.latest().is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_millis(50));
+    let mut k = 1u64;
+    while out.is_empty() {
+        assert!(k < 100, "no observation within 20 s of micro-turns");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        vision
+            .step(
+                &[frame(k * TURN_NS)],
+                false,
+                (k + 1) * TURN_NS,
+                &mut conversation,
+                &mut out,
+            )
+            .unwrap();
+        k += 1;
+    }
+    let latest = vision.latest();
+    assert_eq!(latest.len(), 2);
+    assert!(latest.iter().all(|o| o.running_time_ns == 0));
+    assert_eq!(latest[0].label, "modem");
+    assert_eq!(conversation.observations(), latest);
+    // A flush forgets it; the next frame is due at once.
+    vision.reset();
+    assert!(vision.latest().is_empty());
+    out.clear();
+    vision
+        .step(
+            &[frame(500 * MS)],
+            true,
+            700 * MS,
+            &mut conversation,
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(vision.latest()[0].running_time_ns, 500 * MS);
+}

@@ -30,7 +30,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// Caps of the `reasoning` pad: one context package (JSON) per buffer.
 const CONTEXT_CAPS_NAME: &str = interaction_protocol::context::CONTEXT_MEDIA_TYPE;
-/// Bus message: which execution provider runs (`provider`, `device`, `fallback-reason`).
+/// Bus message: which execution provider runs (`provider`, `device`, `kind`, `package`,
+/// `vision`, `fallback-reason`).
 pub const EXECUTION_PROVIDER: &str = "interaction/execution-provider";
 
 const DEFAULT_DEVICE: &str = "cpu";
