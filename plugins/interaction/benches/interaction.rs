@@ -44,6 +44,7 @@ fn main() {
     let options = LoadOptions {
         policy: PolicyConfig::default(),
         user_label: "user".into(),
+        vision: None,
     };
     let mut cascade = load_cascade(&package, &options, &provider).expect("models load");
     println!("load average before: {}", load_average());

@@ -1,5 +1,6 @@
 //! The cascade kind: Silero VAD on every 32 ms frame of every participant, Smart Turn v3.2 at
-//! pauses, Whisper for the transcript, and the [`TurnPolicy`] in between.
+//! pauses, Whisper for the transcript, and the [`TurnPolicy`] in between; optionally
+//! EfficientNet-Lite0 on the newest video frame ([`Vision`]) for the visual observations.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::engine::{AudioRing, Engine, StepInfo};
 use crate::models::{SileroVad, SmartTurn, VadState};
 use crate::policy::{PolicyConfig, PolicyEvent, TurnDetection, TurnPolicy};
 use crate::transcriber::TranscriberWorker;
+use crate::vision::Vision;
 
 const MS: u64 = 1_000_000;
 /// Audio kept before the first voiced frame for the transcript (consonant onsets).
@@ -85,6 +87,8 @@ pub struct Cascade {
     pending: std::collections::VecDeque<PendingTurn>,
     /// Live pipelines do not wait for transcripts (they follow in a later micro-turn).
     live: bool,
+    /// The visual observations, when the package has the image classifier and they are on.
+    vision: Option<Vision>,
 }
 
 impl std::fmt::Debug for Cascade {
@@ -116,7 +120,18 @@ impl Cascade {
             last_timing: None,
             pending: std::collections::VecDeque::new(),
             live: false,
+            vision: None,
         }
+    }
+
+    /// Turns the visual observations on (`Some`) or off.
+    pub fn set_vision(&mut self, vision: Option<Vision>) {
+        self.vision = vision;
+    }
+
+    /// Whether video frames are classified.
+    pub fn has_vision(&self) -> bool {
+        self.vision.is_some()
     }
 
     /// Changes the thresholds (a property changed) without touching the stream state.
@@ -445,6 +460,11 @@ impl Engine for Cascade {
                     .frame(track, probability, end, frame_ns, agent_speaking);
             }
         }
+        // Before the turn decisions, so that a context package of this micro-turn carries the
+        // observation it made.
+        if let Some(vision) = self.vision.as_mut() {
+            vision.step(&packet.video, !self.live, now, conversation, out)?;
+        }
         let events = self.policy.check(now);
         self.handle(events, now, conversation, out)?;
         self.deliver(!self.live, now, conversation, out)?;
@@ -480,6 +500,9 @@ impl Engine for Cascade {
         self.pending.clear();
         if let Some(asr) = self.asr.as_mut() {
             asr.forget_except(&[]);
+        }
+        if let Some(vision) = self.vision.as_mut() {
+            vision.reset();
         }
     }
 

@@ -155,6 +155,8 @@ pub struct Conversation {
     pending: VecDeque<(Option<u64>, String)>,
     /// Actions produced outside a step (progress events), emitted at the next step.
     deferred: Vec<Action>,
+    /// The latest visual observation (one entry per class), for the context packages.
+    observations: Vec<interaction_protocol::context::Observation>,
 }
 
 impl Conversation {
@@ -169,7 +171,21 @@ impl Conversation {
             request: None,
             pending: VecDeque::new(),
             deferred: Vec::new(),
+            observations: Vec::new(),
         }
+    }
+
+    /// Replaces the latest observation (`crate::vision`); the next context packages carry it.
+    pub fn set_observations(
+        &mut self,
+        observations: Vec<interaction_protocol::context::Observation>,
+    ) {
+        self.observations = observations;
+    }
+
+    /// The latest observation.
+    pub fn observations(&self) -> &[interaction_protocol::context::Observation] {
+        &self.observations
     }
 
     pub fn config(&self) -> &ConversationConfig {
@@ -566,6 +582,7 @@ impl Conversation {
                     }),
                 })
                 .collect();
+        package.observations = self.observations.clone();
         String::from_utf8(package.to_bytes()).unwrap_or_default()
     }
 

@@ -6,7 +6,7 @@
 //! - [`policy`]: the cascade's turn-taking state machine;
 //! - [`conversation`]: the shared decisions, the bounded record and the context package;
 //! - [`cascade`] and [`native`]: the two kinds behind the [`engine::Engine`] trait;
-//! - [`models`], [`transcriber`], [`device`]: the models on ONNX Runtime.
+//! - [`models`], [`transcriber`], [`vision`], [`device`]: the models on ONNX Runtime.
 
 use gst::glib;
 
@@ -22,6 +22,7 @@ pub mod package;
 pub mod policy;
 pub mod stats;
 pub mod transcriber;
+pub mod vision;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     interactionmodel::register(plugin)

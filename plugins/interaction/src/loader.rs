@@ -8,12 +8,15 @@ use crate::native::Native;
 use crate::package::{Kind, Package};
 use crate::policy::{PolicyConfig, TurnDetection};
 use crate::transcriber::{Transcribe, TranscriberWorker};
+use crate::vision::{Vision, VisionConfig, VisionWorker};
 
 /// What the loader needs from the element's settings.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub policy: PolicyConfig,
     pub user_label: String,
+    /// The visual observations (`None`: off). Used when the package has the image classifier.
+    pub vision: Option<VisionConfig>,
 }
 
 /// Loads the models of `package` on `provider`. Every error names the file and the problem.
@@ -61,7 +64,19 @@ pub fn load_cascade(
         user_label: options.user_label.clone(),
         ..CascadeConfig::default()
     };
-    Ok(Cascade::new(config, vad, turn_model, Some(asr)))
+    let mut cascade = Cascade::new(config, vad, turn_model, Some(asr));
+    if let Some(vision) = &options.vision
+        && package.files.contains_key("vision")
+    {
+        let worker = VisionWorker::start(
+            file("vision")?.to_path_buf(),
+            file("vision-labels")?,
+            provider.clone(),
+            vision.top_k,
+        )?;
+        cascade.set_vision(Some(Vision::new(vision.clone(), worker)));
+    }
+    Ok(cascade)
 }
 
 /// Whisper tiny.en (the `interaction_asr` crate) as a transcription backend.

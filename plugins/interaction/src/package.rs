@@ -29,8 +29,9 @@
 //! `derived` is `$GST_INTERACTION_CACHE/derived` (what the `models/*/derive.sh` scripts write).
 //!
 //! Roles a kind needs: `cascade` needs `vad`, `turn`, `asr-encoder`, `asr-decoder`,
-//! `asr-vocabulary` and `asr-config` (the four ASR files in one directory); `native` needs
-//! `model`. Every manifest needs `kind`, `frontend.sample_rate`, `actions.labels` (with at least
+//! `asr-vocabulary` and `asr-config` (the four ASR files in one directory), and may name
+//! `vision` and `vision-labels` (both or neither: EfficientNet-Lite0 and its class names, for
+//! the visual observations); `native` needs `model`. Every manifest needs `kind`, `frontend.sample_rate`, `actions.labels` (with at least
 //! `listen`, `speak`, `backchannel` and `yield`) and one `licenses` entry or more. Loading
 //! checks all of this, that every file exists and that its sha256 matches; every refusal names
 //! what is missing or wrong.
@@ -58,6 +59,12 @@ pub const CASCADE_ROLES: [(&str, &str); 6] = [
     ("asr-decoder", "the Whisper decoder"),
     ("asr-vocabulary", "the Whisper vocabulary"),
     ("asr-config", "the Whisper config"),
+];
+/// Optional roles of the cascade kind: the visual observations (EfficientNet-Lite0 and its
+/// class names). A package that names one of them must name both.
+pub const VISION_ROLES: [(&str, &str); 2] = [
+    ("vision", "the EfficientNet-Lite0 image classifier"),
+    ("vision-labels", "the image classifier's class names"),
 ];
 /// Roles of the native kind's files.
 pub const NATIVE_ROLES: [(&str, &str); 1] = [("model", "the native interaction model")];
@@ -305,6 +312,19 @@ pub fn load(dir: &Path) -> Result<Package, PackageError> {
     for (role, what) in roles {
         if !raw.files.contains_key(*role) {
             return Err(missing(&format!("files.{role} ({what})")));
+        }
+    }
+    if VISION_ROLES
+        .iter()
+        .any(|(role, _)| raw.files.contains_key(*role))
+    {
+        for (role, what) in VISION_ROLES {
+            if !raw.files.contains_key(role) {
+                return Err(missing(&format!(
+                    "files.{role} ({what}; a package with vision needs both {} and {})",
+                    VISION_ROLES[0].0, VISION_ROLES[1].0
+                )));
+            }
         }
     }
 

@@ -40,7 +40,7 @@
 //! | `conversation[]` | oldest first: `speaker` (a label: `user`, `agent`, or a participant's name), `role` (`user`, `agent` or `system`), `start_ns`, optional `end_ns`, `text` |
 //! | `conversation[].text` | for the agent: what the user actually **heard**, not what was planned |
 //! | `conversation[].truncation` | only on an agent turn that was cut off (the user barged in): `planned` is the whole text the agent meant to say, `heard_chars` how many characters of it were played out |
-//! | `observations[]` | the latest visual (or other) observations: `running_time_ns`, `source`, `label`, optional `score` |
+//! | `observations[]` | the latest visual (or other) observations: `running_time_ns`, `source`, `label`, optional `score`. `interactionmodel` writes the classes of its latest classified camera frame here, one entry each, best first: `source` `camera`, `running_time_ns` of the frame, `label` an ImageNet-1k class name, `score` its probability |
 //!
 //! Unknown fields are ignored, so a version 1 reader accepts packages from writers that add
 //! fields.

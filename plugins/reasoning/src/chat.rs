@@ -1,6 +1,8 @@
 //! From a context package to chat messages (the same messages for both backends).
 //!
-//! - the system prompt comes first; the latest observations are appended to it;
+//! - the system prompt comes first; the latest observations are appended to it, one line per
+//!   source and running time: `- camera at 3.2 s: desk (41%), monitor (22%)` (the labels of one
+//!   frame, best first, with their scores as percentages when they have one);
 //! - user turns become `user` messages; a participant other than the plain `user` speaks as
 //!   `name: text`;
 //! - agent turns become `assistant` messages holding what the user actually **heard**; a cut-off
@@ -49,12 +51,30 @@ pub fn messages_for(package: &ContextPackage, system_prompt: &str) -> Vec<ChatMe
             system.push_str("\n\n");
         }
         system.push_str("Latest observations:");
+        // Observations of the same source and running time (the classes of one camera frame)
+        // share a line, in the package's order.
+        let mut lines: Vec<(&str, u64, Vec<String>)> = Vec::new();
         for observation in &package.observations {
+            let label = match observation.score {
+                Some(score) => format!("{} ({:.0}%)", observation.label, score * 100.0),
+                None => observation.label.clone(),
+            };
+            match lines.iter_mut().find(|(source, at, _)| {
+                *source == observation.source && *at == observation.running_time_ns
+            }) {
+                Some((_, _, labels)) => labels.push(label),
+                None => lines.push((
+                    &observation.source,
+                    observation.running_time_ns,
+                    vec![label],
+                )),
+            }
+        }
+        for (source, at, labels) in lines {
             system.push_str(&format!(
-                "\n- {} at {:.1} s: {}",
-                observation.source,
-                observation.running_time_ns as f64 / 1e9,
-                observation.label
+                "\n- {source} at {:.1} s: {}",
+                at as f64 / 1e9,
+                labels.join(", ")
             ));
         }
     }
@@ -143,12 +163,22 @@ mod tests {
             label: "two people".into(),
             score: None,
         });
+        // The classes of one frame share a line; scores become percentages.
+        for (label, score) in [("desk", 0.41), ("monitor", 0.224)] {
+            package.observations.push(Observation {
+                running_time_ns: 3_200_000_000,
+                source: "camera".into(),
+                label: label.into(),
+                score: Some(score),
+            });
+        }
         let messages = messages_for(&package, "Be brief.");
         assert_eq!(
             messages,
             vec![
                 ChatMessage::system(
-                    "Be brief.\n\nLatest observations:\n- camera at 2.5 s: two people"
+                    "Be brief.\n\nLatest observations:\n- camera at 2.5 s: two people\n\
+                     - camera at 3.2 s: desk (41%), monitor (22%)"
                 ),
                 ChatMessage::user("Hello there."),
                 ChatMessage::assistant(format!("Hi! Today we{INTERRUPTED_NOTE}")),

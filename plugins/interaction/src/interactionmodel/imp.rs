@@ -30,7 +30,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 /// Caps of the `reasoning` pad: one context package (JSON) per buffer.
 const CONTEXT_CAPS_NAME: &str = interaction_protocol::context::CONTEXT_MEDIA_TYPE;
-/// Bus message: which execution provider runs (`provider`, `device`, `fallback-reason`).
+/// Bus message: which execution provider runs (`provider`, `device`, `kind`, `package`,
+/// `vision`, `fallback-reason`).
 pub const EXECUTION_PROVIDER: &str = "interaction/execution-provider";
 
 const DEFAULT_DEVICE: &str = "cpu";
@@ -50,6 +51,8 @@ const DEFAULT_RECORD_LIMIT: u32 = 64;
 const DEFAULT_SPEAKING_RATE: f64 = 14.0;
 const DEFAULT_STATS: bool = false;
 const DEFAULT_USER_LABEL: &str = "user";
+const DEFAULT_VISION_INTERVAL_MS: u32 = 1000;
+const DEFAULT_VISION_TOP_K: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Settings {
@@ -72,6 +75,8 @@ pub(crate) struct Settings {
     pub speaking_rate: f64,
     pub stats: bool,
     pub user_label: String,
+    pub vision_interval_ms: u32,
+    pub vision_top_k: u32,
 }
 
 impl Default for Settings {
@@ -96,6 +101,8 @@ impl Default for Settings {
             speaking_rate: DEFAULT_SPEAKING_RATE,
             stats: DEFAULT_STATS,
             user_label: DEFAULT_USER_LABEL.into(),
+            vision_interval_ms: DEFAULT_VISION_INTERVAL_MS,
+            vision_top_k: DEFAULT_VISION_TOP_K,
         }
     }
 }
@@ -110,6 +117,14 @@ impl Settings {
             speaking_rate: self.speaking_rate,
             user_label: self.user_label.clone(),
         }
+    }
+
+    /// The visual observations' settings (`None`: `vision-interval-ms` is 0).
+    pub fn vision(&self) -> Option<crate::vision::VisionConfig> {
+        (self.vision_interval_ms > 0).then(|| crate::vision::VisionConfig {
+            interval: u64::from(self.vision_interval_ms) * 1_000_000,
+            top_k: self.vision_top_k.max(1) as usize,
+        })
     }
 
     pub fn policy(&self) -> crate::policy::PolicyConfig {
@@ -205,6 +220,7 @@ impl InteractionModel {
         let options = crate::loader::LoadOptions {
             policy: settings.policy(),
             user_label: settings.user_label.clone(),
+            vision: settings.vision(),
         };
         let engine = crate::loader::load(&package, &options, &provider).map_err(|e| {
             gst::error_msg!(
@@ -221,7 +237,26 @@ impl InteractionModel {
             package.dir.display(),
             started.elapsed().as_secs_f64() * 1e3
         );
+        let vision = package.kind == package::Kind::Cascade
+            && package.files.contains_key("vision")
+            && settings.vision().is_some();
+        if vision {
+            gst::info!(
+                CAT,
+                imp = self,
+                "visual observations: EfficientNet-Lite0 on the newest frame every {} ms or more",
+                settings.vision_interval_ms
+            );
+        } else if package.kind == package::Kind::Cascade && settings.vision().is_some() {
+            gst::info!(
+                CAT,
+                imp = self,
+                "package {} has no image classifier (files.vision): video is ignored",
+                package.name
+            );
+        }
         let mut structure = events::message_structure(EXECUTION_PROVIDER, gst::ClockTime::ZERO);
+        structure.set("vision", vision);
         structure.set("provider", provider.name);
         structure.set("device", settings.device.as_str());
         structure.set("kind", package.kind.as_str());
@@ -862,6 +897,21 @@ impl ObjectImpl for InteractionModel {
                     .default_value(Some(DEFAULT_USER_LABEL))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("vision-interval-ms")
+                    .nick("Vision interval")
+                    .blurb("Least running time between two video frames the image classifier looks at (ms; 0: ignore video). Needs a package with a vision model (the default has one)")
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_VISION_INTERVAL_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("vision-top-k")
+                    .nick("Vision classes")
+                    .blurb("Classes (best first, with probabilities) kept per visual observation")
+                    .minimum(1)
+                    .maximum(20)
+                    .default_value(DEFAULT_VISION_TOP_K)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("step-latency")
                     .nick("Step latency")
                     .blurb("Step latency over the last 4096 micro-turns: p50, p99, max (ns), count, over-budget")
@@ -918,6 +968,12 @@ impl ObjectImpl for InteractionModel {
             "user-label" => {
                 settings.user_label = string(value).unwrap_or_else(|| DEFAULT_USER_LABEL.into());
             }
+            "vision-interval-ms" => {
+                settings.vision_interval_ms = value.get().unwrap_or(DEFAULT_VISION_INTERVAL_MS);
+            }
+            "vision-top-k" => {
+                settings.vision_top_k = value.get().unwrap_or(DEFAULT_VISION_TOP_K);
+            }
             other => {
                 gst::warning!(CAT, imp = self, "unknown property {other}");
                 return;
@@ -964,6 +1020,8 @@ impl ObjectImpl for InteractionModel {
             "speaking-rate" => settings.speaking_rate.to_value(),
             "stats" => settings.stats.to_value(),
             "user-label" => settings.user_label.to_value(),
+            "vision-interval-ms" => settings.vision_interval_ms.to_value(),
+            "vision-top-k" => settings.vision_top_k.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
