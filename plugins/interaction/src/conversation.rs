@@ -86,13 +86,20 @@ pub struct Entry {
     pub truncated: bool,
 }
 
+/// The default filler phrases (the `filler-text` property): short acknowledgements that take
+/// the turn while the reasoning model works.
+pub const DEFAULT_FILLERS: &str = "Okay, let me think.|One moment.|Let me see.|Hmm, okay.";
+
 /// Settings of the shared decisions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationConfig {
     /// Most entries kept; the oldest is dropped first.
     pub record_limit: usize,
-    /// A filler is said when a reasoning request has no result after this long (0: never), ns.
+    /// A filler is said when the user's turn (or a text request) has had no answer for this
+    /// long (0: never), ns. It counts from the end-of-turn decision, not from the reasoning
+    /// request (which waits for the transcript), so that the agent takes the turn quickly.
     pub filler_after: u64,
+    /// Filler phrases separated by `|`, said in turn.
     pub filler_text: String,
     pub backchannel_text: String,
     /// Characters per second used to estimate when an utterance ends without progress events.
@@ -105,8 +112,8 @@ impl Default for ConversationConfig {
     fn default() -> Self {
         ConversationConfig {
             record_limit: 64,
-            filler_after: 2000 * MS,
-            filler_text: "One moment.".into(),
+            filler_after: 200 * MS,
+            filler_text: DEFAULT_FILLERS.into(),
             backchannel_text: "mm-hm".into(),
             speaking_rate: 14.0,
             user_label: "user".into(),
@@ -134,9 +141,7 @@ struct Utterance {
 #[derive(Debug, Clone)]
 struct Request {
     id: u64,
-    at: u64,
     answered: bool,
-    filler_done: bool,
     /// Text of this request's results so far (to tell cumulative finals from deltas).
     received: String,
 }
@@ -157,6 +162,18 @@ pub struct Conversation {
     deferred: Vec<Action>,
     /// The latest visual observation (one entry per class), for the context packages.
     observations: Vec<interaction_protocol::context::Observation>,
+    /// The user's turn (or text request) that has no answer yet: the filler counts from it.
+    awaiting: Option<Awaiting>,
+    /// The reasoning pad is not linked: no answer will come, so no filler either.
+    reasoning_unlinked: bool,
+    /// Fillers said so far (picks the next phrase).
+    fillers_said: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Awaiting {
+    since: u64,
+    filler_done: bool,
 }
 
 impl Conversation {
@@ -172,6 +189,9 @@ impl Conversation {
             pending: VecDeque::new(),
             deferred: Vec::new(),
             observations: Vec::new(),
+            awaiting: None,
+            reasoning_unlinked: false,
+            fillers_said: 0,
         }
     }
 
@@ -437,6 +457,10 @@ impl Conversation {
         if let Some(p) = probability {
             fields.push(("probability", Field::F64(f64::from(p))));
         }
+        self.awaiting = Some(Awaiting {
+            since: now,
+            filler_done: false,
+        });
         out.push(Action::Message {
             name: messages::USER_TURN_ENDED,
             at: now,
@@ -504,6 +528,7 @@ impl Conversation {
             .filter(|r| request_id.is_none_or(|id| id == r.id))
         {
             r.answered = true;
+            self.awaiting = None;
         }
         self.pending.push_back((request_id, text));
         self.tick(now, false, out);
@@ -513,11 +538,16 @@ impl Conversation {
     pub fn request_reasoning(&mut self, trigger: &str, now: u64, out: &mut Vec<Action>) {
         let id = self.next_request;
         self.next_request += 1;
+        self.reasoning_unlinked = false;
+        if self.awaiting.is_none() {
+            self.awaiting = Some(Awaiting {
+                since: now,
+                filler_done: false,
+            });
+        }
         self.request = Some(Request {
             id,
-            at: now,
             answered: false,
-            filler_done: false,
             received: String::new(),
         });
         let json = self.context_json(id, trigger, now);
@@ -538,8 +568,8 @@ impl Conversation {
 
     /// The reasoning pad is not linked: no answer will come, so no filler either.
     pub fn request_undeliverable(&mut self, request_id: u64) {
-        if let Some(r) = self.request.as_mut().filter(|r| r.id == request_id) {
-            r.filler_done = true;
+        if self.request.as_ref().is_some_and(|r| r.id == request_id) {
+            self.reasoning_unlinked = true;
         }
     }
 
@@ -633,6 +663,7 @@ impl Conversation {
             };
             if let Some(r) = self.request.as_mut() {
                 r.answered = true;
+                self.awaiting = None;
                 // A final item may repeat the whole answer: speak only what is new.
                 if is_final && !r.received.is_empty() && text.starts_with(&r.received) {
                     text = text[r.received.len()..].to_owned();
@@ -685,16 +716,26 @@ impl Conversation {
         }
         let filler_due = self.config.filler_after > 0
             && self.current.is_none()
-            && self.request.as_ref().is_some_and(|r| {
-                !r.answered
-                    && !r.filler_done
-                    && now.saturating_sub(r.at) >= self.config.filler_after
+            && !self.reasoning_unlinked
+            && self.awaiting.is_some_and(|a| {
+                !a.filler_done && now.saturating_sub(a.since) >= self.config.filler_after
             });
         if filler_due {
-            if let Some(r) = self.request.as_mut() {
-                r.filler_done = true;
+            if let Some(a) = self.awaiting.as_mut() {
+                a.filler_done = true;
             }
-            let text = self.config.filler_text.clone();
+            let phrases: Vec<&str> = self
+                .config
+                .filler_text
+                .split('|')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            if phrases.is_empty() {
+                return;
+            }
+            let text = phrases[self.fillers_said % phrases.len()].to_owned();
+            self.fillers_said += 1;
             let request = self.request.as_ref().map(|r| r.id);
             self.speak(text.clone(), None, now, out);
             out.push(Action::Message {
@@ -908,13 +949,48 @@ mod tests {
         c.tick(500 * MS, false, &mut out);
         assert!(out.is_empty());
         c.tick(1100 * MS, false, &mut out);
-        assert!(matches!(&out[0], Action::Speak { text, .. } if text == "One moment."));
+        assert!(matches!(&out[0], Action::Speak { text, .. } if text == "Okay, let me think."));
         out.clear();
         c.tick(5000 * MS, false, &mut out);
         assert!(
             out.iter().all(|a| !matches!(a, Action::Speak { .. })),
             "one filler only"
         );
+    }
+
+    #[test]
+    fn the_filler_counts_from_the_end_of_turn_and_takes_the_phrases_in_turn() {
+        let mut c = Conversation::new(ConversationConfig {
+            filler_after: 200 * MS,
+            filler_text: "A.| B. |".into(),
+            ..ConversationConfig::default()
+        });
+        let mut out = Vec::new();
+        let mut spoken = Vec::new();
+        for turn in 0..3u64 {
+            let end = turn * 10_000 * MS;
+            // The decision; the transcript (and the request) are still being made.
+            c.turn_ended("smart-turn", end, Some(0.9), end, &mut out);
+            c.tick(end + 100 * MS, false, &mut out);
+            assert!(!out.iter().any(|a| matches!(a, Action::Speak { .. })));
+            c.tick(end + 200 * MS, false, &mut out);
+            for action in out.drain(..) {
+                if let Action::Speak { text, .. } = action {
+                    spoken.push(text);
+                }
+            }
+            // The agent has finished the filler when the next turn comes.
+            c.current = None;
+        }
+        assert_eq!(spoken, ["A.", "B.", "A."]);
+        // An answer before the deadline: no filler.
+        c.turn_ended("smart-turn", 40_000 * MS, None, 40_000 * MS, &mut out);
+        c.request_reasoning("user-turn-ended", 40_100 * MS, &mut out);
+        c.say("Paris.".into(), None, 40_150 * MS, &mut out);
+        out.clear();
+        c.current = None;
+        c.tick(41_000 * MS, false, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]

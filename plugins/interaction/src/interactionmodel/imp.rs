@@ -45,8 +45,8 @@ const DEFAULT_BARGE_IN_MS: u32 = 400;
 const DEFAULT_BACKCHANNEL: bool = false;
 const DEFAULT_BACKCHANNEL_TEXT: &str = "mm-hm";
 const DEFAULT_BACKCHANNEL_AFTER_MS: u32 = 4000;
-const DEFAULT_FILLER_MS: u32 = 2000;
-const DEFAULT_FILLER_TEXT: &str = "One moment.";
+const DEFAULT_FILLER_MS: u32 = 200;
+const DEFAULT_FILLER_TEXT: &str = crate::conversation::DEFAULT_FILLERS;
 const DEFAULT_RECORD_LIMIT: u32 = 64;
 const DEFAULT_SPEAKING_RATE: f64 = 14.0;
 const DEFAULT_STATS: bool = false;
@@ -859,13 +859,14 @@ impl ObjectImpl for InteractionModel {
                     .build(),
                 glib::ParamSpecUInt::builder("filler-ms")
                     .nick("Filler after")
-                    .blurb("Say filler-text when a reasoning request has no result after this long, ms (0: never)")
+                    .blurb("Say a filler (the next phrase of filler-text) when the user's turn has had no answer for this long after the end-of-turn decision, ms (0: never)")
                     .maximum(60_000)
                     .default_value(DEFAULT_FILLER_MS)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("filler-text")
                     .nick("Filler text")
+                    .blurb("Filler phrases separated by |, said in turn")
                     .default_value(Some(DEFAULT_FILLER_TEXT))
                     .mutable_playing()
                     .build(),
