@@ -95,9 +95,10 @@ pub const DEFAULT_FILLERS: &str = "Okay, let me think.|One moment.|Let me see.|H
 pub struct ConversationConfig {
     /// Most entries kept; the oldest is dropped first.
     pub record_limit: usize,
-    /// A filler is said when the user's turn (or a text request) has had no answer for this
-    /// long (0: never), ns. It counts from the end-of-turn decision, not from the reasoning
-    /// request (which waits for the transcript), so that the agent takes the turn quickly.
+    /// A filler is said once the user's turn has ended and the user has been silent this long
+    /// without an answer (0: never), ns. It counts from the end of the user's speech, not from
+    /// the reasoning request (which waits for the transcript): with a value below the
+    /// end-of-turn delay the filler is said in the micro-turn of the decision.
     pub filler_after: u64,
     /// Filler phrases separated by `|`, said in turn.
     pub filler_text: String,
@@ -458,7 +459,7 @@ impl Conversation {
             fields.push(("probability", Field::F64(f64::from(p))));
         }
         self.awaiting = Some(Awaiting {
-            since: now,
+            since: speech_end.min(now),
             filler_done: false,
         });
         out.push(Action::Message {
@@ -970,7 +971,9 @@ mod tests {
         for turn in 0..3u64 {
             let end = turn * 10_000 * MS;
             // The decision; the transcript (and the request) are still being made.
-            c.turn_ended("smart-turn", end, Some(0.9), end, &mut out);
+            // Speech ended at `end`; the decision 100 ms later is too early for the filler,
+            // which is due 200 ms after the speech.
+            c.turn_ended("smart-turn", end, Some(0.9), end + 100 * MS, &mut out);
             c.tick(end + 100 * MS, false, &mut out);
             assert!(!out.iter().any(|a| matches!(a, Action::Speak { .. })));
             c.tick(end + 200 * MS, false, &mut out);

@@ -75,17 +75,26 @@ fn filler_when_reasoning_is_slow_and_the_record_is_bounded() {
         .iter()
         .map(|m| running_time(m))
         .collect();
+    let speech_ends: Vec<u64> = run
+        .messages(messages::USER_TURN_ENDED)
+        .iter()
+        .map(|m| m.get::<u64>("speech-end").unwrap())
+        .collect();
     assert_eq!(ends.len(), 2);
-    // No result came: a filler ~1 s after each request (spoken with a speak event), the user
-    // being silent then.
+    // No result came: a filler once the user has been silent 1 s (spoken with a speak event),
+    // never before the end-of-turn decision.
     let fillers: Vec<u64> = run
         .messages(gstinteraction::conversation::FILLER)
         .iter()
         .map(|m| running_time(m))
         .collect();
     assert_eq!(fillers.len(), 2, "{fillers:?}");
-    for (filler, end) in fillers.iter().zip(&ends) {
-        assert!(*filler >= end + 1000 * MS && *filler <= end + 1000 * MS + TURN_NS);
+    for ((filler, end), speech_end) in fillers.iter().zip(&ends).zip(&speech_ends) {
+        let due = (speech_end + 1000 * MS).max(*end);
+        assert!(
+            *filler >= due && *filler <= due + TURN_NS,
+            "filler at {filler}, due {due}"
+        );
     }
     assert!(
         run.speech
