@@ -118,6 +118,123 @@ pub fn synthesize_all(
     Ok(collect)
 }
 
+/// Keeps the audio of short phrases that come again and again (fillers such as "One moment.",
+/// back-channels such as "mm-hm"): a repeated phrase starts at once instead of after a
+/// synthesis. Phrases longer than `max_chars` and phrases whose synthesis was cut short are
+/// not kept; the least recently used phrase goes first when `max_phrases` are kept.
+pub struct CachedVoice {
+    inner: Box<dyn Voice>,
+    entries: std::collections::VecDeque<CachedPhrase>,
+    max_phrases: usize,
+    max_chars: usize,
+}
+
+struct CachedPhrase {
+    text: String,
+    params: SynthParams,
+    samples: Vec<f32>,
+    word_ends: Option<Vec<usize>>,
+}
+
+/// Replayed audio goes out in pieces of this many samples (about 90 ms at 22 050 Hz), so a
+/// yield can still stop it early.
+const CACHE_PIECE: usize = 2048;
+
+impl CachedVoice {
+    pub fn new(inner: Box<dyn Voice>, max_phrases: usize, max_chars: usize) -> Self {
+        CachedVoice {
+            inner,
+            entries: std::collections::VecDeque::with_capacity(max_phrases),
+            max_phrases,
+            max_chars,
+        }
+    }
+
+    /// Phrases kept now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Passes a synthesis through to the real sink and keeps a copy.
+struct Tee<'a> {
+    sink: &'a mut dyn SynthesisSink,
+    copy: Collect,
+    complete: bool,
+}
+
+impl SynthesisSink for Tee<'_> {
+    fn word_ends(&mut self, ends: Vec<usize>) {
+        self.copy.word_ends = Some(ends.clone());
+        self.sink.word_ends(ends);
+    }
+
+    fn audio(&mut self, samples: &[f32]) -> bool {
+        self.copy.samples.extend_from_slice(samples);
+        let wanted = self.sink.audio(samples);
+        self.complete &= wanted;
+        wanted
+    }
+}
+
+impl Voice for CachedVoice {
+    fn sample_rate(&self) -> u32 {
+        self.inner.sample_rate()
+    }
+
+    fn synthesize(
+        &mut self,
+        text: &str,
+        params: &SynthParams,
+        sink: &mut dyn SynthesisSink,
+    ) -> Result<(), VoiceError> {
+        if self.max_phrases == 0 || text.chars().count() > self.max_chars {
+            return self.inner.synthesize(text, params, sink);
+        }
+        if let Some(index) = self
+            .entries
+            .iter()
+            .position(|e| e.text == text && e.params == *params)
+        {
+            // Most recently used goes to the back.
+            if let Some(entry) = self.entries.remove(index) {
+                if let Some(ends) = &entry.word_ends {
+                    sink.word_ends(ends.clone());
+                }
+                for piece in entry.samples.chunks(CACHE_PIECE) {
+                    if !sink.audio(piece) {
+                        break;
+                    }
+                }
+                self.entries.push_back(entry);
+            }
+            return Ok(());
+        }
+        let mut tee = Tee {
+            sink,
+            copy: Collect::default(),
+            complete: true,
+        };
+        self.inner.synthesize(text, params, &mut tee)?;
+        if tee.complete {
+            if self.entries.len() >= self.max_phrases {
+                self.entries.pop_front();
+            }
+            self.entries.push_back(CachedPhrase {
+                text: text.to_owned(),
+                params: *params,
+                samples: tee.copy.samples,
+                word_ends: tee.copy.word_ends,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The parts of a Piper `.onnx.json` this element uses.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct VoiceConfig {
@@ -649,6 +766,85 @@ pub fn parse_wav(bytes: &[u8]) -> Result<(u32, Vec<f32>), VoiceError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Counts syntheses; says each character as one sample.
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Voice for Counting {
+        fn sample_rate(&self) -> u32 {
+            16_000
+        }
+
+        fn synthesize(
+            &mut self,
+            text: &str,
+            _params: &SynthParams,
+            sink: &mut dyn SynthesisSink,
+        ) -> Result<(), VoiceError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let samples: Vec<f32> = text.chars().map(|c| c as u32 as f32).collect();
+            for piece in samples.chunks(3) {
+                if !sink.audio(piece) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Takes `limit` pieces, then refuses the rest.
+    struct Impatient {
+        limit: usize,
+        got: Vec<f32>,
+    }
+
+    impl SynthesisSink for Impatient {
+        fn word_ends(&mut self, _ends: Vec<usize>) {}
+
+        fn audio(&mut self, samples: &[f32]) -> bool {
+            self.got.extend_from_slice(samples);
+            self.limit = self.limit.saturating_sub(1);
+            self.limit > 0
+        }
+    }
+
+    #[test]
+    fn repeated_short_phrases_come_from_the_cache() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut voice = CachedVoice::new(Box::new(Counting(calls.clone())), 2, 20);
+        let params = SynthParams::default();
+        let first = synthesize_all(&mut voice, "One moment.", &params).unwrap();
+        let again = synthesize_all(&mut voice, "One moment.", &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(first.samples, again.samples);
+        assert_eq!(again.samples.len(), "One moment.".len());
+        // Other parameters are another phrase.
+        let faster = SynthParams {
+            rate: 1.5,
+            ..params
+        };
+        synthesize_all(&mut voice, "One moment.", &faster).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Long phrases are never kept.
+        let long = "This sentence is longer than twenty characters.";
+        synthesize_all(&mut voice, long, &params).unwrap();
+        synthesize_all(&mut voice, long, &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+        // A phrase cut short is not kept; the cache holds at most two phrases.
+        let mut cut = Impatient {
+            limit: 1,
+            got: Vec::new(),
+        };
+        voice.synthesize("Let me see.", &params, &mut cut).unwrap();
+        assert_eq!(cut.got.len(), 3);
+        synthesize_all(&mut voice, "Let me see.", &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 6);
+        assert_eq!(voice.len(), 2);
+        // "One moment." at rate 1.0 was the least recently used: gone.
+        synthesize_all(&mut voice, "One moment.", &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 7);
+    }
+
     use super::*;
 
     #[test]

@@ -25,7 +25,7 @@ use interaction_protocol::events::{
 
 use super::Backend;
 use crate::text::{Phrase, PhraseSplitter, SplitConfig, Utf8Stream, speakable};
-use crate::voice::{EspeakVoice, PiperVoice, SynthParams, SynthesisSink, Voice};
+use crate::voice::{CachedVoice, EspeakVoice, PiperVoice, SynthParams, SynthesisSink, Voice};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -35,6 +35,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// The Piper voice keeps the audio of this many short phrases (fillers, back-channels)...
+const PHRASE_CACHE_PHRASES: usize = 32;
+/// ...of at most this many characters.
+const PHRASE_CACHE_CHARS: usize = 40;
 const DEFAULT_RATE: f64 = 1.0;
 const DEFAULT_VOLUME: f64 = 1.0;
 const DEFAULT_SENTENCE_SILENCE_MS: u32 = 200;
@@ -428,7 +432,11 @@ impl SpeechSynth {
                         ["Cannot load the voice: {}", e]
                     )
                 })?;
-                Ok(Box::new(voice))
+                Ok(Box::new(CachedVoice::new(
+                    Box::new(voice),
+                    PHRASE_CACHE_PHRASES,
+                    PHRASE_CACHE_CHARS,
+                )))
             }
             Backend::Espeak => {
                 let name = settings.voice.as_deref().unwrap_or(DEFAULT_ESPEAK_VOICE);
