@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use gst::prelude::*;
-use interaction_protocol::packet::{Packet, audio_flags, video_flags};
+use interaction_protocol::packet::{Packet, audio_flags, text_flags, video_flags};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -225,7 +225,7 @@ fn av_pipeline_file_gives_frames_at_the_size_downstream_asks_for() {
 }
 
 /// The live pipeline file with an idle loop-back text input (as the reasoning sidecar is most
-/// of the time): the aligner must not wait for it. Before loop-back buffers were diverted, the
+/// of the time) and an idle chat input: the aligner must wait for neither. Before loop-back buffers were diverted, the
 /// base class waited for a buffer on every pad until each deadline, the audio queue filled up
 /// to the `latency` property, and most of every turn was written as a hole.
 #[test]
@@ -243,7 +243,9 @@ fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
     );
     let description = format!(
         "{description} appsrc name=results is-live=true format=time min-latency=0 \
-         caps=text/x-raw,format=utf8 ! mux.text_0"
+         caps=text/x-raw,format=utf8 ! mux.text_0 \
+         appsrc name=chat is-live=true format=time min-latency=0 \
+         caps=text/x-raw,format=utf8 ! mux.text_1"
     );
     let pipeline = gst::parse::launch(&description)
         .unwrap()
@@ -255,6 +257,11 @@ fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
         .set_property("loopback", true);
     let results = pipeline
         .by_name("results")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let chat = pipeline
+        .by_name("chat")
         .unwrap()
         .downcast::<gst_app::AppSrc>()
         .unwrap();
@@ -277,6 +284,10 @@ fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
             item.get_mut().unwrap().set_pts(now);
             results.push_buffer(item).unwrap();
             results.end_of_stream().unwrap();
+            let mut line = gst::Buffer::from_slice(b"And Italy?".to_vec());
+            line.get_mut().unwrap().set_pts(now);
+            chat.push_buffer(line).unwrap();
+            chat.end_of_stream().unwrap();
             sent = true;
         }
         packets.push((buffer, packet));
@@ -309,5 +320,21 @@ fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
         (12..=15).contains(&with_text[0]),
         "result in turn {}",
         with_text[0]
+    );
+    let chat_items: Vec<(u64, u32)> = packets
+        .iter()
+        .flat_map(|(_, p)| {
+            p.text
+                .iter()
+                .filter(|t| t.text == "And Italy?")
+                .map(|t| (p.header.turn_index, t.flags))
+        })
+        .collect();
+    assert_eq!(chat_items.len(), 1, "{chat_items:?}");
+    assert!((12..=15).contains(&chat_items[0].0), "{chat_items:?}");
+    assert_eq!(
+        chat_items[0].1 & text_flags::LOOPBACK,
+        0,
+        "chat is not loop-back"
     );
 }

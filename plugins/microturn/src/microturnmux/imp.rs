@@ -145,6 +145,8 @@ struct Pads {
 
 #[derive(Default)]
 pub struct MicroturnMux {
+    /// The pipeline is live (from the latest latency query answered).
+    live: std::sync::atomic::AtomicBool,
     settings: Mutex<Settings>,
     pads: Mutex<Pads>,
     state: Mutex<State>,
@@ -167,14 +169,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Running time of a buffer's start in its pad's segment, in ns.
-/// Takes the buffers (and gap events) of a loop-back text pad off the pad before the base class
-/// queues them. In a live pipeline the base class calls `aggregate` only when every pad that
+/// Takes the buffers (and gap events) of a loop-back text pad, and of every text pad of a live
+/// pipeline, off the pad before the base class queues them. In a live pipeline the base class calls `aggregate` only when every pad that
 /// ever had data has a buffer queued, or at the deadline: a sparse loop-back input (reasoning
 /// results) would hold every turn until its deadline, while the audio pads, whose queues hold
 /// only the `latency` property plus upstream latency, stop accepting data and the turn is
 /// written with a hole. Diverted, the pad stays inactive and is ignored; its buffers wait in
 /// the pad's inbox until the turn they fall in is written.
-fn divert_loopback(pad: &super::MicroturnPad) {
+fn divert_text(pad: &super::MicroturnPad) {
     pad.add_probe(
         gst::PadProbeType::BUFFER
             | gst::PadProbeType::BUFFER_LIST
@@ -183,7 +185,7 @@ fn divert_loopback(pad: &super::MicroturnPad) {
             let Some(pad) = pad.downcast_ref::<super::MicroturnPad>() else {
                 return gst::PadProbeReturn::Ok;
             };
-            if !pad.imp().is_loopback() {
+            if !pad.imp().diverts() {
                 return gst::PadProbeReturn::Ok;
             }
             let segment = pad
@@ -751,11 +753,15 @@ impl MicroturnMux {
                     {
                         track.set_loopback(loopback);
                     }
-                    if loopback {
+                    let diverted = kind == Kind::Text && pad.imp().diverts();
+                    if diverted {
                         self.pull_inbox(&mut state, pad, name, window_start, window_end)?;
                     }
+                    // Live text is never waited for: what comes after its turn goes into the
+                    // next one with the LATE flag.
                     let ready =
-                        self.pull_timed(&mut state, agg_pad, name, kind, window_start, window_end)?;
+                        self.pull_timed(&mut state, agg_pad, name, kind, window_start, window_end)?
+                            || diverted;
                     (ready, agg_pad.is_eos() && !agg_pad.has_buffer())
                 }
                 None => (true, true),
@@ -1068,7 +1074,10 @@ impl ElementImpl for MicroturnMux {
         let pad_name = pad.name();
         if let Ok(microturn_pad) = pad.clone().downcast::<super::MicroturnPad>() {
             if kind_of(&pad_name) == Some(Kind::Text) {
-                divert_loopback(&microturn_pad);
+                microturn_pad
+                    .imp()
+                    .set_live(self.live.load(std::sync::atomic::Ordering::Relaxed));
+                divert_text(&microturn_pad);
             }
             lock(&self.pads).list.push(PadEntry {
                 pad: microturn_pad,
@@ -1388,6 +1397,13 @@ impl AggregatorImpl for MicroturnMux {
 
     fn src_query(&self, query: &mut gst::QueryRef) -> bool {
         let answered = self.parent_src_query(query);
+        if answered && let gst::QueryView::Latency(latency) = query.view() {
+            let live = latency.result().0;
+            self.live.store(live, std::sync::atomic::Ordering::Relaxed);
+            for entry in lock(&self.pads).list.iter() {
+                entry.pad.imp().set_live(live);
+            }
+        }
         if answered
             && let gst::QueryView::Latency(latency) = query.view()
             && !latency.result().0

@@ -12,6 +12,8 @@ use gst_base::subclass::prelude::*;
 #[derive(Default)]
 pub struct MicroturnPad {
     loopback: AtomicBool,
+    /// The pipeline is live (learnt from the latency query): text is taken off the pad.
+    live: AtomicBool,
     /// Audio pads: bytes per sample of the negotiated format (0 before caps). Read by the
     /// clip function, which runs with the element's state locked.
     audio_bytes_per_sample: AtomicU32,
@@ -25,6 +27,17 @@ pub struct MicroturnPad {
 impl MicroturnPad {
     pub fn is_loopback(&self) -> bool {
         self.loopback.load(Ordering::Relaxed)
+    }
+
+    pub fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::Relaxed);
+    }
+
+    /// Text pads whose buffers go to the inbox instead of the base class's queue: loop-back
+    /// pads, and every text pad of a live pipeline (text is sparse; a live aligner never waits
+    /// for it).
+    pub fn diverts(&self) -> bool {
+        self.is_loopback() || self.live.load(Ordering::Relaxed)
     }
 
     pub fn audio_bytes_per_sample(&self) -> u32 {
