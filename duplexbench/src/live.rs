@@ -109,10 +109,10 @@ impl GstAgent {
              im.speech ! queue ! speechsynth name=synth is-live=true \
                ! audioconvert ! audioresample \
                ! audio/x-raw,format=F32LE,rate={RATE},channels=1 \
-               ! appsink name=agent sync=false \
+               ! appsink name=agent sync=false async=false \
              im.reasoning ! queue ! reasoningsidecar name=sidecar max-tokens={tokens} \
                ! mux.text_0 \
-             im.transcript ! queue ! appsink name=captions sync=false",
+             im.transcript ! queue ! appsink name=captions sync=false async=false",
             props = self.config.properties(),
             tokens = self.max_tokens,
         )
