@@ -272,7 +272,15 @@ impl Conversation {
                 self.finish_utterance(heard, running_time, &mut out);
                 self.deferred = out;
             }
-            ProgressReason::Phrase => {}
+            // speechsynth completes an utterance only when the next one starts (or at EOS):
+            // a phrase that makes the whole text heard means all of it has played. Without
+            // this, a live agent whose first phrase report came before the estimated end kept
+            // the utterance open forever and never spoke again.
+            ProgressReason::Phrase => {
+                if u.heard_bytes >= u.text.len() {
+                    u.ends_at = Some(running_time);
+                }
+            }
         }
     }
 
@@ -645,6 +653,8 @@ impl Conversation {
                 let extra = self.config.speaking_rate.max(1.0);
                 u.estimated_end += (text.chars().count() as f64 / extra * 1e9) as u64;
                 u.text.push_str(&text);
+                // More to say: an end taken from a phrase report no longer holds.
+                u.ends_at = None;
                 out.push(Action::SpeakMore {
                     utterance_id: u.id,
                     text,
@@ -836,6 +846,49 @@ mod tests {
         c.begin(5200 * MS, &mut out);
         assert!(matches!(&out[0], Action::Caption(cap)
             if cap.text == "Seven eight." && cap.end == 5000 * MS && !cap.truncated));
+    }
+
+    #[test]
+    fn a_live_utterance_ends_when_its_whole_text_was_reported_played() {
+        // Live: speechsynth reports each phrase as it plays, but "completed" only when the next
+        // utterance starts. The filler's one phrase covers its whole text: it has ended, and
+        // the answer that came meanwhile is spoken at the next tick.
+        let mut c = Conversation::new(ConversationConfig {
+            filler_after: 1000 * MS,
+            ..ConversationConfig::default()
+        });
+        let mut out = Vec::new();
+        c.request_reasoning("test", 0, &mut out);
+        c.tick(1000 * MS, false, &mut out);
+        let filler = out
+            .iter()
+            .find_map(|a| match a {
+                Action::Speak {
+                    utterance_id, text, ..
+                } => Some((*utterance_id, text.clone())),
+                _ => None,
+            })
+            .expect("a filler");
+        c.on_progress(
+            filler.0,
+            filler.1.len() as u64,
+            1700 * MS,
+            ProgressReason::Phrase,
+        );
+        c.on_text(&[result("Paris.", 1, true)], 1800 * MS, &mut out);
+        assert!(!c.agent_speaking(1800 * MS));
+        out.clear();
+        c.begin(1800 * MS, &mut out);
+        c.tick(1800 * MS, false, &mut out);
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::Speak { text, .. } if text == "Paris.")),
+            "{out:?}"
+        );
+        // A phrase that leaves text unheard does not end the utterance.
+        let answer = c.current_utterance().expect("the answer plays");
+        c.on_progress(answer, 3, 2500 * MS, ProgressReason::Phrase);
+        assert!(c.agent_speaking(2600 * MS));
     }
 
     #[test]
