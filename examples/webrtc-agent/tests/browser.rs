@@ -3,7 +3,8 @@
 //! France?" (espeak-ng), and the page records what it sent (left) and what it received from the
 //! agent (right) and uploads it. The test asserts on that recording: the question went out, the
 //! agent's speech came back after it (energy envelope), and Whisper hears words in it; the
-//! server logged the user's caption and used the reasoning answer. Then Ctrl-C (SIGINT) must
+//! server logged the user's caption and used the reasoning answer. While the browser is
+//! connected, a second WebSocket is refused (one peer at a time). Then Ctrl-C (SIGINT) must
 //! stop the server cleanly.
 //!
 //! About 30 s on 2 cores: 3-5 s of model loading, 22 s of conversation, Whisper.
@@ -88,6 +89,41 @@ fn sound_frames(samples: &[f32]) -> Vec<bool> {
 
 fn frame_s(index: usize) -> f64 {
     (index * FRAME) as f64 / f64::from(RATE)
+}
+
+/// Opens the signalling WebSocket by hand and returns what the server sends before closing
+/// (the HTTP status line and the first frame's payload).
+fn second_peer(address: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /ws HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let status = String::from_utf8_lossy(&bytes[..split])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    // One unmasked text frame with a payload under 126 bytes: 0x81, length, payload.
+    let frame = &bytes[split + 4..];
+    assert!(frame.len() >= 2 && frame[0] == 0x81, "{frame:?}");
+    let length = usize::from(frame[1]);
+    (
+        status,
+        String::from_utf8_lossy(&frame[2..2 + length]).into_owned(),
+    )
 }
 
 fn free_port() -> u16 {
@@ -184,6 +220,23 @@ fn a_browser_asks_and_hears_the_agent_answer() {
             .spawn()
             .expect("chromium runs (Debian package `chromium`; scripts/setup.sh installs it)"),
     ));
+
+    // One peer at a time: a second page is told so while the browser's session is open.
+    let connected = Instant::now() + Duration::from_secs(30);
+    while !server_stderr().contains("peer connected") {
+        assert!(Instant::now() < connected, "no peer:\n{}", server_stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let (status, frame) = second_peer(&address);
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols");
+    assert_eq!(
+        frame,
+        r#"{"type":"error","message":"another page is connected: this server talks to one peer at a time"}"#
+    );
 
     // The page uploads its recording when it has RECORD_S seconds.
     let deadline = Instant::now() + Duration::from_secs(u64::from(RECORD_S) + 45);
@@ -311,7 +364,7 @@ fn a_browser_asks_and_hears_the_agent_answer() {
 }
 
 #[test]
-fn a_port_in_use_is_a_clear_error_before_any_model_loads() {
+fn a_port_in_use_and_missing_elements_are_clear_errors_before_any_model_loads() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
     let started = Instant::now();
@@ -326,6 +379,24 @@ fn a_port_in_use_is_a_clear_error_before_any_model_loads() {
     );
     assert!(!stderr.contains("loading the models"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Without GStreamer's system plugins, the missing elements are named with their package.
+    let registry = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webrtc-agent-empty-registry.bin");
+    let output = Command::new(BIN)
+        .args(["--port", "0"])
+        .env("GST_PLUGIN_SYSTEM_PATH_1_0", "/nonexistent")
+        .env("GST_PLUGIN_SYSTEM_PATH", "/nonexistent")
+        .env("GST_PLUGIN_PATH", "/nonexistent")
+        .env("GST_REGISTRY", &registry)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&registry);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("GStreamer elements missing: `webrtcbin` (Debian: gstreamer1.0-plugins-bad), `nicesrc` (Debian: gstreamer1.0-nice)"),
+        "{stderr}"
+    );
 
     let output = Command::new(BIN).args(["--port", "x"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
