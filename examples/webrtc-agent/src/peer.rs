@@ -199,15 +199,25 @@ fn create_offer(webrtc: &gst::Element, signals: UnboundedSender<Signal>) {
             Ok(None) => Err("webrtcbin made no offer".to_owned()),
             Err(e) => Err(format!("webrtcbin made no offer: {e:?}")),
         };
-        let signal = offer.and_then(|offer| {
-            webrtc.emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
-            offer
+        let offer = offer.and_then(|offer| {
+            let sdp = offer
                 .sdp()
                 .as_text()
-                .map(|sdp| Signal::Offer { sdp })
-                .map_err(|e| format!("cannot write the offer as SDP: {e}"))
+                .map_err(|e| format!("cannot write the offer as SDP: {e}"))?;
+            Ok((offer, sdp))
         });
-        let _ = signals.send(signal.unwrap_or_else(|message| Signal::Error { message }));
+        match offer {
+            Ok((offer, sdp)) => {
+                // The offer goes out first: setting it locally starts ICE gathering, and the
+                // page must not get a candidate before the offer it belongs to.
+                let _ = signals.send(Signal::Offer { sdp });
+                webrtc
+                    .emit_by_name::<()>("set-local-description", &[&offer, &None::<gst::Promise>]);
+            }
+            Err(message) => {
+                let _ = signals.send(Signal::Error { message });
+            }
+        }
     });
     webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
 }
