@@ -255,6 +255,16 @@ fn a_browser_asks_and_hears_the_agent_answer() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The reasoning answer may still be on its way on a loaded machine (SmolLM2 took up to
+    // 10 s here): give it a little longer, with the browser still connected.
+    let answer_deadline = Instant::now() + Duration::from_secs(20);
+    while !stdout_lines.iter().any(|l| l.contains("result-used"))
+        && Instant::now() < answer_deadline
+    {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            stdout_lines.push(line);
+        }
+    }
     drop(browser);
 
     // Ctrl-C: the server closes the session, stops both pipelines and exits with 0.
