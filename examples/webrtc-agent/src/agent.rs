@@ -33,11 +33,10 @@ pub const OUTPUT_RATE: u32 = 48_000;
 const CHUNK: usize = 320;
 /// How long one pushed user buffer lasts, in ns.
 const CHUNK_NS: u64 = 20_000_000;
-/// The aligner's `latency` property: slack for late user audio, in ns. The first turns stall
-/// while the models warm up; with 60 ms or 120 ms (tried) most turns of a session then closed
-/// on their deadline with the audio still on its way (counted as late, the words lost), with
-/// 200 ms none did.
-const MUX_LATENCY_NS: u64 = 200_000_000;
+/// The aligner's `latency` property: slack for late user audio, in ns (the user buffers come
+/// every 20 ms from the page's jitter buffer). Before `microturnmux` stopped waiting for its
+/// idle loop-back pad, 60 ms lost most turns and 200 ms was needed; see the aligner's README.
+const MUX_LATENCY_NS: u64 = 60_000_000;
 /// Peer audio held back before it is handed to the agent (40 ms), and the most held (300 ms).
 const RING_RESERVE: usize = 640;
 const RING_CAPACITY: usize = 4800;
