@@ -127,19 +127,22 @@ fn input_source(url: &str) -> Result<String, String> {
     }
 }
 
-/// The agent: the user's audio in, its voice and captions out to appsinks.
+/// The agent: the user's audio in, its voice and captions out to appsinks. As in the pipeline
+/// files of `pipelines/`, the agent with its loop-back is a bin of its own (so that the sources
+/// start after it) and the filler is off (see pipelines/README.md).
 fn agent_description(options: &Options) -> Result<String, String> {
     Ok(format!(
         "{source} ! queue ! audioconvert ! audioresample \
-           ! audio/x-raw,format=S16LE,rate=16000,channels=1 \
-           ! microturnmux name=mux start-time-selection=first latency=60000000 text_0::loopback=true \
+           ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! mux.audio \
+         ( name=agent \
+           microturnmux name=mux start-time-selection=first latency=300000000 text_0::loopback=true \
            ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=5000000000 \
-           ! interactionmodel name=im \
+           ! interactionmodel name=im filler-ms=0 \
+           im.reasoning ! queue ! reasoningsidecar max-tokens={tokens} ! mux.text_0 ) \
          im.speech ! queue ! speechsynth is-live=true ! audioconvert ! audioresample \
            ! audio/x-raw,format=S16LE,layout=interleaved,rate=48000,channels=1 \
-           ! appsink name=voice sync=false \
-         im.reasoning ! queue ! reasoningsidecar max-tokens={tokens} ! mux.text_0 \
-         im.transcript ! queue ! appsink name=captions sync=false",
+           ! appsink name=voice sync=false async=false \
+         im.transcript ! queue ! appsink name=captions sync=false async=false",
         source = input_source(&options.input)?,
         tokens = options.max_tokens,
     ))
