@@ -23,7 +23,8 @@ usage:
                     --out DIR [--label NAME] [--baseline-label NAME] [--no-plots]
                     [--on-db DB] [--off-db DB] [--hop-ms MS] [--min-silence-ms MS]
                     [--min-speech-ms MS] [--edge-gap-ms MS]
-  duplexbench run --set DIR --out DIR [--config default|silence|both] [--max-tokens N]
+  duplexbench run (--set DIR | --user-wav U.wav --user-segments U.json) --out DIR
+                  [--config default|silence|both] [--max-tokens N]
 
 generate renders the user side of each dialogue (built-in scripts, or the script files /
 directories given with --dialogues) into DIR/<id>.wav (16 kHz mono) and DIR/<id>.json (user
@@ -38,7 +39,8 @@ same order (--decisions, --agent-words and --baseline-agent either never or once
 dialogue). It writes DIR/results.json, DIR/results.txt, DIR/timeline-<label>-<dialogue>.png
 and DIR/latency-histogram.png, and prints the table.
 
-run plays every dialogue of a generated set (DIR/manifest.json) live, at real-time pace, through
+run plays every dialogue of a generated set (DIR/manifest.json), or one recording of a user side
+(16 kHz mono WAV) with its segments JSON, live, at real-time pace, through
 the whole agent (microturnmux, interactionmodel, speechsynth, reasoningsidecar), once per
 configuration (default: the default model package; silence: turn-detection=silence
 silence-ms=500; both, the default, runs both), records into --out <id>.<label>.agent.wav,
@@ -432,8 +434,18 @@ fn file_safe(name: &str) -> String {
 fn run_live(args: &[String]) -> Result<(), String> {
     use duplexbench::live::{Config, GstAgent};
     use duplexbench::runner::AgentUnderTest;
-    let options = Options::parse(args, &["--set", "--out", "--config", "--max-tokens"], &[])?;
-    let set = Path::new(options.required("--set")?);
+    let options = Options::parse(
+        args,
+        &[
+            "--set",
+            "--user-wav",
+            "--user-segments",
+            "--out",
+            "--config",
+            "--max-tokens",
+        ],
+        &[],
+    )?;
     let out = Path::new(options.required("--out")?);
     let configs = match options.one("--config")?.unwrap_or("both") {
         "default" => vec![Config::Default],
@@ -449,7 +461,26 @@ fn run_live(args: &[String]) -> Result<(), String> {
     if !(1.0..=4096.0).contains(&max_tokens) {
         return Err("--max-tokens must be 1..4096".into());
     }
-    let entries = duplexbench::live::load_set(set).map_err(|e| e.to_string())?;
+    // A generated set, or one recording of a user side with its segments JSON.
+    let entries = match (
+        options.one("--set")?,
+        options.one("--user-wav")?,
+        options.one("--user-segments")?,
+    ) {
+        (Some(set), None, None) => {
+            duplexbench::live::load_set(Path::new(set)).map_err(|e| e.to_string())?
+        }
+        (None, Some(wav), Some(json)) => vec![duplexbench::live::SetEntry {
+            wav: Path::new(wav).to_path_buf(),
+            segments: UserSegments::load(Path::new(json)).map_err(|e| e.to_string())?,
+        }],
+        _ => {
+            return Err(
+                "run needs either --set DIR or both --user-wav U.wav and --user-segments U.json"
+                    .into(),
+            );
+        }
+    };
     let user_sides: Vec<UserSegments> = entries.iter().map(|e| e.segments.clone()).collect();
     let rules = Rules::default();
     let detector = DetectorConfig::default();

@@ -110,4 +110,29 @@ fn a_question_played_live_is_answered_and_scored() {
     let captions = std::fs::read_to_string(out.join("question.default.captions.srt")).unwrap();
     assert!(captions.contains("user: "), "{captions}");
     assert!(captions.to_lowercase().contains("france"), "{captions}");
+
+    // The same user side as "your own recording": a WAV and its segments JSON.
+    let own = dir.join("own");
+    let output = Command::new(BIN)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args(["run", "--config", "default", "--user-wav"])
+        .arg(set.join("question.wav"))
+        .arg("--user-segments")
+        .arg(set.join("question.json"))
+        .arg("--out")
+        .arg(&own)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let own_results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(own.join("results.json")).unwrap()).unwrap();
+    let items = own_results["configurations"][0]["dialogues"][0]["items"]
+        .as_array()
+        .expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["task"], "turn-taking");
 }
