@@ -7,10 +7,13 @@
 //! - [`detect`] finds agent speech in a recorded output, to the sample;
 //! - [`score`] computes the metrics, [`plot`] draws the timelines and histograms;
 //! - [`check`] compares a user's own segments JSON with its WAV;
-//! - [`runner`] is the boundary for the live runner that plays dialogues through a pipeline.
+//! - [`runner`] is the boundary for the live runner that plays dialogues through a pipeline,
+//!   [`live`] the runner itself, [`cues`] how it times interruptions and back-channels on the
+//!   agent's live output.
 
 pub mod audio;
 pub mod check;
+pub mod cues;
 pub mod decisions;
 pub mod detect;
 pub mod generate;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 
 use crate::audio;
+use crate::cues::{AgentTalk, Chunk, CuedPlayer};
+use crate::detect::DetectorConfig;
 use crate::runner::{AgentUnderTest, Recording};
 use crate::segments::UserSegments;
 
@@ -26,12 +28,15 @@ pub const RATE: u32 = 16_000;
 const CHUNK: usize = 320;
 /// Agent audio as it arrived: (running time in ns, samples).
 type TimedChunk = (u64, Vec<f32>);
-/// What one run collects: the agent's audio, the captions and the decision lines.
-type RunOutputs = (Vec<f32>, Vec<Caption>, Vec<String>);
+/// What one run collects: the agent's audio, the captions, the decision lines and the user
+/// side as played.
+type RunOutputs = (Vec<f32>, Vec<Caption>, Vec<String>, Played);
 /// How long one pushed buffer lasts (CHUNK samples at RATE), in ns.
 const CHUNK_NS: u64 = CHUNK as u64 * 1_000_000_000 / RATE as u64;
 /// The aligner's `latency` property: slack for scheduling jitter, in ns.
 const MUX_LATENCY_NS: u64 = 60_000_000;
+/// What the user-audio thread played: the samples and the script mapped onto them.
+type Played = (Vec<f32>, UserSegments);
 /// Silence played after the user WAV before EOS, so the agent's last reaction is recorded.
 const TAIL: Duration = Duration::from_secs(1);
 /// How long to wait for EOS after the last user buffer.
@@ -84,6 +89,9 @@ pub struct GstAgent {
     pub max_tokens: u32,
     /// Print progress (model loading, playing) on stderr.
     pub verbose: bool,
+    /// Cue interruptions and back-channels on the agent's live output ([`crate::cues`]);
+    /// off, the user side plays exactly as given (a user's own recording).
+    pub cued: bool,
 }
 
 impl GstAgent {
@@ -92,6 +100,7 @@ impl GstAgent {
             config,
             max_tokens: 24,
             verbose: false,
+            cued: true,
         }
     }
 
@@ -198,6 +207,9 @@ impl AgentUnderTest for GstAgent {
         // Agent audio and captions, by running time; placed once t0 is known.
         let agent_chunks: Arc<Mutex<Vec<TimedChunk>>> = Arc::default();
         let chunks = agent_chunks.clone();
+        // The agent's talk as it is heard, for the cues.
+        let talk = Arc::new(Mutex::new(AgentTalk::new(&DetectorConfig::default())));
+        let talk_in = talk.clone();
         agent_sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
@@ -210,6 +222,9 @@ impl AgentUnderTest for GstAgent {
                             .chunks_exact(4)
                             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                             .collect();
+                        if let Ok(mut talk) = talk_in.lock() {
+                            talk.feed(time, &samples, RATE);
+                        }
                         if let Ok(mut chunks) = chunks.lock() {
                             chunks.push((time, samples));
                         }
@@ -272,17 +287,42 @@ impl AgentUnderTest for GstAgent {
             // The first user sample: 100 ms from now, on a 20 ms grid.
             let t0 = (now.saturating_sub(base).nseconds() / 20_000_000 + 5) * 20_000_000;
 
-            let mut samples = user.samples.clone();
-            samples.resize(
-                samples.len() + (TAIL.as_secs_f64() * f64::from(RATE)) as usize,
-                0.0,
-            );
+            let cues = if self.cued {
+                crate::cues::cues(segments)
+            } else {
+                Vec::new()
+            };
+            let cue_count = cues.len();
+            let generated = segments.clone();
+            let user_samples = user.samples.clone();
             let pusher = {
                 let source = source.clone();
                 let clock = clock.clone();
-                std::thread::spawn(move || -> Result<(), String> {
-                    for (index, chunk) in samples.chunks(CHUNK).enumerate() {
-                        let pts = t0 + index as u64 * 20_000_000;
+                let talk = talk.clone();
+                std::thread::spawn(move || -> Result<Played, String> {
+                    let mut player = CuedPlayer::new(&user_samples, RATE, CHUNK, cues);
+                    let mut played: Vec<f32> = Vec::with_capacity(user_samples.len());
+                    let silence = vec![0.0f32; CHUNK];
+                    let tail_chunks = (TAIL.as_nanos() as u64).div_ceil(CHUNK_NS);
+                    let mut tail_left = tail_chunks;
+                    let mut offset = 0u64;
+                    loop {
+                        let chunk: &[f32] = {
+                            let talk = talk.lock().map_err(|_| "poisoned")?;
+                            match player.next_chunk(t0, &talk) {
+                                Chunk::Audio(audio) => audio,
+                                Chunk::Silence(n) => &silence[..n],
+                                Chunk::End if tail_left > 0 => {
+                                    tail_left -= 1;
+                                    &silence
+                                }
+                                Chunk::End => break,
+                            }
+                        };
+                        if tail_left == tail_chunks {
+                            played.extend_from_slice(chunk);
+                        }
+                        let pts = t0 + offset * 1_000_000_000 / u64::from(RATE);
                         let duration = chunk.len() as u64 * 1_000_000_000 / u64::from(RATE);
                         // A capture card delivers a buffer when its last sample is in.
                         let due = base + gst::ClockTime::from_nseconds(pts + duration);
@@ -300,17 +340,22 @@ impl AgentUnderTest for GstAgent {
                         if let Err(e) = source.push_buffer(buffer) {
                             return Err(format!("pushing user audio: {e:?}"));
                         }
+                        offset += chunk.len() as u64;
                     }
                     source
                         .end_of_stream()
                         .map_err(|e| format!("EOS on the user source: {e:?}"))?;
-                    Ok(())
+                    let side = player.played_segments(&generated);
+                    Ok((played, side))
                 })
             };
 
             let mut decisions = Vec::new();
+            // Each cue may hold the user side up to its timeout beyond the script.
             let play_time = Duration::from_secs_f64(
-                (user.samples.len() as f64 / f64::from(RATE)) + TAIL.as_secs_f64(),
+                (user.samples.len() as f64 / f64::from(RATE))
+                    + cue_count as f64 * (crate::cues::CUE_TIMEOUT_S + 5.0)
+                    + TAIL.as_secs_f64(),
             );
             let deadline = Instant::now() + play_time + EOS_TIMEOUT;
             let outcome: Result<(), BoxError> = loop {
@@ -370,10 +415,10 @@ impl AgentUnderTest for GstAgent {
             let stats = mux.property::<gst::Structure>("stats");
             self.say(&format!("  [{}] aligner: {stats}", self.label()));
             outcome?;
-            pushed?;
+            let played = pushed?;
 
             // Place the agent audio by running time.
-            let length = user.samples.len();
+            let length = played.0.len();
             let mut agent = vec![0.0f32; length];
             for (time, chunk) in agent_chunks.lock().map_err(|_| "poisoned")?.iter() {
                 let Some(offset) = time.checked_sub(t0) else {
@@ -400,15 +445,19 @@ impl AgentUnderTest for GstAgent {
                     }
                 })
                 .collect();
-            Ok((agent, captions, decisions))
+            Ok((agent, captions, decisions, played))
         })();
         let _ = pipeline.set_state(gst::State::Null);
-        let (agent, captions, decisions) = result?;
+        let (agent, captions, decisions, (user_samples, user_side)) = result?;
 
         let agent_wav = out_dir.join(format!("{stem}.agent.wav"));
         write_wav_f32(&agent_wav, &[&agent])?;
         let stereo = out_dir.join(format!("{stem}.stereo.wav"));
-        write_wav_f32(&stereo, &[&user.samples, &agent])?;
+        write_wav_f32(&stereo, &[&user_samples, &agent])?;
+        // The user side as played (cued items moved; identical to the input when not cued).
+        let user_wav = out_dir.join(format!("{stem}.user.wav"));
+        write_wav_f32(&user_wav, &[&user_samples])?;
+        crate::generate::write_json(&out_dir.join(format!("{stem}.user.json")), &user_side)?;
         let decisions_path = out_dir.join(format!("{stem}.decisions.jsonl"));
         let mut file = std::fs::File::create(&decisions_path)?;
         for line in &decisions {
@@ -421,6 +470,8 @@ impl AgentUnderTest for GstAgent {
         Ok(Recording {
             agent_wav,
             decisions: Some(decisions_path),
+            user_wav,
+            user: user_side,
         })
     }
 }

@@ -369,14 +369,16 @@ fn run_score(args: &[String]) -> Result<(), String> {
     }
     let results = score::results(configurations, detector, rules);
 
-    write_outputs(out, &results, &user_sides, !options.flag("--no-plots"))
+    // Both configurations scored the same user side.
+    let sides = vec![user_sides; results.configurations.len()];
+    write_outputs(out, &results, &sides, !options.flag("--no-plots"))
 }
 
 /// Writes `results.json`, `results.txt` (also printed) and, with `plots`, the pictures.
 fn write_outputs(
     out: &Path,
     results: &score::Results,
-    user_sides: &[UserSegments],
+    user_sides: &[Vec<UserSegments>],
     plots: bool,
 ) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -397,8 +399,8 @@ fn write_outputs(
     }
 
     if plots {
-        for configuration in &results.configurations {
-            for (dialogue, user) in configuration.dialogues.iter().zip(user_sides) {
+        for (configuration, sides) in results.configurations.iter().zip(user_sides) {
+            for (dialogue, user) in configuration.dialogues.iter().zip(sides) {
                 let file = out.join(format!(
                     "timeline-{}-{}.png",
                     file_safe(&configuration.label),
@@ -481,7 +483,10 @@ fn run_live(args: &[String]) -> Result<(), String> {
             );
         }
     };
-    let user_sides: Vec<UserSegments> = entries.iter().map(|e| e.segments.clone()).collect();
+    // A generated set cues its interruptions and back-channels on the agent's live output; a
+    // user's own recording plays exactly as recorded.
+    let cued = options.one("--set")?.is_some();
+    let mut user_sides: Vec<Vec<UserSegments>> = Vec::new();
     let rules = Rules::default();
     let detector = DetectorConfig::default();
     let mut configurations = Vec::new();
@@ -489,7 +494,9 @@ fn run_live(args: &[String]) -> Result<(), String> {
         let mut agent = GstAgent::new(config);
         agent.max_tokens = max_tokens as u32;
         agent.verbose = true;
+        agent.cued = cued;
         let mut inputs = Vec::new();
+        let mut played = Vec::new();
         for entry in &entries {
             let recording = agent
                 .run(&entry.wav, &entry.segments, out)
@@ -499,14 +506,16 @@ fn run_live(args: &[String]) -> Result<(), String> {
                 Some(path) => decisions::load_decisions(path).map_err(|e| e.to_string())?,
                 None => Vec::new(),
             };
+            played.push(recording.user.clone());
             inputs.push(DialogueInput {
-                segments: entry.segments.clone(),
+                segments: recording.user,
                 agent: audio,
                 agent_source: recording.agent_wav.display().to_string(),
                 decisions,
                 words: None,
             });
         }
+        user_sides.push(played);
         configurations.push(score::score_configuration(
             agent.label(),
             &inputs,

@@ -381,6 +381,14 @@ impl Cascade {
                     let label = self.label(track);
                     conversation.barge_in(speech_start, &label, now, out);
                 }
+                PolicyEvent::Hold {
+                    track,
+                    speech_start,
+                } => {
+                    let label = self.label(track);
+                    conversation.hold(speech_start, &label, now, out);
+                }
+                PolicyEvent::Release { .. } => conversation.release(now, out),
                 PolicyEvent::Backchannel => conversation.backchannel(now, out),
                 PolicyEvent::TurnEnded {
                     reason,

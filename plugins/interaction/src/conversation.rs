@@ -43,6 +43,10 @@ pub enum Action {
     },
     /// A *yield* event on `speech`.
     Yield { utterance_id: Option<u64>, at: u64 },
+    /// A *pause* event on `speech` (the user may be interrupting).
+    Pause { utterance_id: u64, at: u64 },
+    /// A *resume* event on `speech` (it was a back-channel).
+    Resume { utterance_id: u64, at: u64 },
     /// A *backchannel* event on `speech`.
     Backchannel { text: String, at: u64 },
     /// A caption on `transcript`.
@@ -169,6 +173,8 @@ pub struct Conversation {
     reasoning_unlinked: bool,
     /// Fillers said so far (picks the next phrase).
     fillers_said: usize,
+    /// The utterance paused by user speech over it (until a resume or a yield).
+    paused: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -193,6 +199,7 @@ impl Conversation {
             awaiting: None,
             reasoning_unlinked: false,
             fillers_said: 0,
+            paused: None,
         }
     }
 
@@ -389,6 +396,7 @@ impl Conversation {
         });
         // Queued text of the answer being interrupted is stale now.
         self.pending.clear();
+        self.paused = None;
         let Some(u) = self.current.as_mut() else {
             return;
         };
@@ -420,6 +428,53 @@ impl Conversation {
                 .map_or(u.text.len(), |(i, _)| i);
             self.finish_utterance(bytes, now, out);
         }
+    }
+
+    /// The user started speaking over the agent at `speech_start`: pause the utterance.
+    pub fn hold(&mut self, speech_start: u64, track: &str, now: u64, out: &mut Vec<Action>) {
+        let Some(u) = self.current.as_ref() else {
+            return;
+        };
+        if self.paused == Some(u.id) || u.yielded_at.is_some() {
+            return;
+        }
+        self.paused = Some(u.id);
+        out.push(Action::Pause {
+            utterance_id: u.id,
+            at: now,
+        });
+        out.push(Action::Message {
+            name: messages::AGENT_PAUSED,
+            at: now,
+            fields: vec![
+                ("utterance-id", Field::U64(u.id)),
+                ("speech-start", Field::U64(speech_start)),
+                ("speaker", Field::Str(track.to_owned())),
+            ],
+        });
+    }
+
+    /// The speech that paused the agent was a back-channel: resume the utterance.
+    pub fn release(&mut self, now: u64, out: &mut Vec<Action>) {
+        let Some(id) = self.paused.take() else {
+            return;
+        };
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|u| u.id != id || u.yielded_at.is_some())
+        {
+            return;
+        }
+        out.push(Action::Resume {
+            utterance_id: id,
+            at: now,
+        });
+        out.push(Action::Message {
+            name: messages::AGENT_RESUMED,
+            at: now,
+            fields: vec![("utterance-id", Field::U64(id))],
+        });
     }
 
     /// A back-channel now.

@@ -6,7 +6,10 @@
 //!   until `hangover` of unvoiced frames; short dips inside a word do not end speech.
 //! - While the agent speaks, user speech starts a user turn only once it has lasted
 //!   `barge_in` (a barge-in: the element yields). Shorter speech is a back-channel ("mm-hm")
-//!   and changes nothing.
+//!   and starts no turn. With `hold` > 0, user speech of `hold` over the agent pauses it at
+//!   once ([`PolicyEvent::Hold`]); the pause becomes the yield at `barge_in`, or is released
+//!   ([`PolicyEvent::Release`]) when the speech ends as a back-channel. So the agent falls
+//!   silent within a frame or two of being interrupted without stopping for good at "mm-hm".
 //! - Otherwise speech of `min_speech` or more starts (or continues) the user's turn.
 //! - The turn ends, by `detection`:
 //!   - `Silence`: after `silence` without speech from anyone;
@@ -37,6 +40,9 @@ pub struct PolicyConfig {
     pub turn_timeout: u64,
     /// Sustained user speech over the agent that makes it yield, ns.
     pub barge_in: u64,
+    /// User speech over the agent that pauses it until the speech ends or becomes a barge-in,
+    /// ns; 0: never pause.
+    pub hold: u64,
     /// Shortest speech that starts a user turn when the agent is silent, ns.
     pub min_speech: u64,
     /// Unvoiced time that ends a participant's speech, ns.
@@ -57,6 +63,7 @@ impl Default for PolicyConfig {
             turn_threshold: 0.5,
             turn_timeout: 2000 * MS,
             barge_in: 400 * MS,
+            hold: 32 * MS,
             min_speech: 64 * MS,
             hangover: 96 * MS,
             backchannel: false,
@@ -96,6 +103,11 @@ pub enum PolicyEvent {
     AskTurnModel { track: usize },
     /// The user spoke over the agent for `barge_in`: yield.
     BargeIn { track: usize, speech_start: u64 },
+    /// The user started speaking over the agent (`hold`): pause it.
+    Hold { track: usize, speech_start: u64 },
+    /// The speech that caused a [`PolicyEvent::Hold`] ended before it became a barge-in, and
+    /// nobody else holds the agent: resume.
+    Release { track: usize },
     /// The user's turn ended.
     TurnEnded {
         reason: EndReason,
@@ -114,6 +126,7 @@ struct Track {
     run_start: u64,
     last_voiced_end: u64,
     barge_fired: bool,
+    hold_fired: bool,
     /// First and last voiced frame of this participant in the current user turn.
     turn_span: Option<(u64, u64)>,
 }
@@ -215,6 +228,7 @@ impl TurnPolicy {
                 t.in_speech = true;
                 t.run_start = end.saturating_sub(frame);
                 t.barge_fired = false;
+                t.hold_fired = false;
                 self.events.push(PolicyEvent::SpeechStarted {
                     track,
                     at: t.run_start,
@@ -225,8 +239,16 @@ impl TurnPolicy {
             self.last_track = track;
             let run = end - t.run_start;
             if agent_speaking && self.turn.is_none() {
+                if config.hold > 0 && run >= config.hold && !t.hold_fired && !t.barge_fired {
+                    t.hold_fired = true;
+                    self.events.push(PolicyEvent::Hold {
+                        track,
+                        speech_start: t.run_start,
+                    });
+                }
                 if run >= config.barge_in && !t.barge_fired {
                     t.barge_fired = true;
+                    t.hold_fired = false;
                     self.events.push(PolicyEvent::BargeIn {
                         track,
                         speech_start: t.run_start,
@@ -259,10 +281,14 @@ impl TurnPolicy {
             }
         } else if t.in_speech && end.saturating_sub(t.last_voiced_end) >= config.hangover {
             t.in_speech = false;
+            let released = std::mem::take(&mut t.hold_fired);
             self.events.push(PolicyEvent::SpeechStopped {
                 track,
                 at: t.last_voiced_end,
             });
+            if released && !self.tracks.iter().any(|t| t.hold_fired) {
+                self.events.push(PolicyEvent::Release { track });
+            }
         }
     }
 
@@ -483,6 +509,52 @@ mod tests {
         }
         assert_eq!(barge_at, Some(12));
         assert!(policy.in_turn());
+    }
+
+    #[test]
+    fn speech_over_the_agent_holds_it_then_releases_or_barges_in() {
+        let mut policy = TurnPolicy::new(PolicyConfig::default());
+        let mut t = 0;
+        let holds = |events: &[PolicyEvent]| {
+            events
+                .iter()
+                .filter(|e| matches!(e, PolicyEvent::Hold { .. }))
+                .count()
+        };
+        let releases = |events: &[PolicyEvent]| {
+            events
+                .iter()
+                .filter(|e| matches!(e, PolicyEvent::Release { .. }))
+                .count()
+        };
+        // The first voiced frame (32 ms) over the agent holds it, once.
+        let events = feed(&mut policy, &mut t, 1, 0.9, true);
+        assert_eq!(holds(&events), 1);
+        let events = feed(&mut policy, &mut t, 8, 0.9, true);
+        assert_eq!(holds(&events), 0);
+        // A back-channel (288 ms): released once its speech ends (after the hangover).
+        let events = feed(&mut policy, &mut t, 2, 0.05, true);
+        assert_eq!(releases(&events), 0, "released before the hangover");
+        let events = feed(&mut policy, &mut t, 2, 0.05, true);
+        assert_eq!(releases(&events), 1);
+        assert!(!policy.in_turn());
+        // Sustained speech: held, then the barge-in, and no release when it ends.
+        let mut all = feed(&mut policy, &mut t, 20, 0.9, true);
+        all.extend(feed(&mut policy, &mut t, 10, 0.05, true));
+        assert_eq!(holds(&all), 1);
+        assert_eq!(releases(&all), 0);
+        assert!(all.iter().any(|e| matches!(e, PolicyEvent::BargeIn { .. })));
+        // Speech while the agent is silent is a turn, never a hold.
+        let mut quiet = TurnPolicy::new(PolicyConfig::default());
+        let mut t = 0;
+        assert_eq!(holds(&feed(&mut quiet, &mut t, 5, 0.9, false)), 0);
+        // hold = 0 never holds.
+        let mut never = TurnPolicy::new(PolicyConfig {
+            hold: 0,
+            ..PolicyConfig::default()
+        });
+        let mut t = 0;
+        assert_eq!(holds(&feed(&mut never, &mut t, 5, 0.9, true)), 0);
     }
 
     #[test]

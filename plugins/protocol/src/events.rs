@@ -1,6 +1,6 @@
 //! The event vocabulary between gst-interaction elements, and the names of their bus messages.
 //!
-//! Four custom events cross element boundaries. Each is a plain `GstEvent` carrying a
+//! Seven custom events cross element boundaries. Each is a plain `GstEvent` carrying a
 //! `GstStructure` with the name and fields below, so an element written in any language (C,
 //! Python, Rust) can send or read them; the Rust types here build and parse them.
 //!
@@ -9,6 +9,9 @@
 //! | [`Speak`] | downstream, on a text (speech) pad | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized) | `interaction/speak` | `utterance-id` (`guint64`) |
 //! | [`Yield`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized; `…_OOB` accepted) | `interaction/yield` | `utterance-id` (`guint64`, optional), `running-time` (`guint64` ns, optional) |
 //! | [`Backchannel`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized) | `interaction/backchannel` | `text` (`gchararray`) |
+//! | [`Pause`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized; `…_OOB` accepted) | `interaction/pause` | `utterance-id` (`guint64`, optional), `max-duration` (`guint64` ns, optional) |
+//! | [`Resume`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized; `…_OOB` accepted) | `interaction/resume` | `utterance-id` (`guint64`, optional) |
+//! | [`Prepare`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized) | `interaction/prepare` | `phrases` (`gchararray`: one phrase per line) |
 //! | [`Progress`] | upstream | `GST_EVENT_CUSTOM_UPSTREAM` | `interaction/progress` | `utterance-id` (`guint64`), `characters` (`guint64`), `bytes` (`guint64`), `running-time` (`guint64` ns), `reason` (`gchararray`: `phrase`, `completed` or `interrupted`) |
 //!
 //! ## What each event means
@@ -23,8 +26,20 @@
 //!   stop; a time already in the past (or no field) means "as soon as possible".
 //!   `utterance-id`, when present, names the utterance to stop; a yield naming an utterance
 //!   that is no longer playing or queued does nothing.
+//! - **pause**: the other party may be interrupting: go silent now (fade out within one
+//!   buffer) but keep the utterance, its queued text and audio and its position. A *resume*
+//!   continues it from there (the user only said "mm-hm"), a *yield* drops it (the user took
+//!   the floor). `max-duration`, when present, bounds the pause: the receiver resumes by itself
+//!   after that long, so a lost *resume* never silences it for good. `utterance-id` as for
+//!   *yield*. A receiver that is not live may ignore it.
+//! - **resume**: end a *pause*; the output fades back in where it stopped.
 //! - **backchannel**: a short acknowledgement (`text`, e.g. "mm-hm") to say while the other
 //!   party holds the floor. A synthesizer that is already speaking ignores it.
+//! - **prepare**: phrases the sender may soon ask for at once (its fillers and back-channels).
+//!   A synthesizer may synthesise them ahead, while it is idle, and keep their audio, so that
+//!   they start without a synthesis delay when they come. It changes nothing else: the phrases
+//!   are spoken only when they arrive as text (or as a *backchannel*). An interaction model
+//!   sends it once, after its first segment.
 //! - **progress**: how much of an utterance the listener has really heard. `characters` is the
 //!   number of Unicode scalar values (Rust `char`s) of the utterance text played so far,
 //!   `bytes` the same position as a UTF-8 byte offset (always on a character boundary), and
@@ -50,6 +65,12 @@
 
 use gst::prelude::*;
 
+/// Structure name of the *pause* event.
+pub const PAUSE: &str = "interaction/pause";
+/// Structure name of the *resume* event.
+pub const RESUME: &str = "interaction/resume";
+/// Structure name of the *prepare* event.
+pub const PREPARE: &str = "interaction/prepare";
 /// Structure name of the *speak* event.
 pub const SPEAK: &str = "interaction/speak";
 /// Structure name of the *yield* event.
@@ -61,6 +82,7 @@ pub const PROGRESS: &str = "interaction/progress";
 
 const UTTERANCE_ID: &str = "utterance-id";
 const RUNNING_TIME: &str = "running-time";
+const MAX_DURATION: &str = "max-duration";
 
 /// Structure names of the element messages posted on the bus. Each carries `running-time`
 /// (`guint64` nanoseconds) and the fields listed beside it.
@@ -75,6 +97,12 @@ pub mod messages {
     /// The agent stopped speaking because of a yield (`utterance-id`, `characters`).
     /// `speechsynth` posts it when its faded-out output has ended.
     pub const AGENT_YIELDED: &str = "interaction/agent-yielded";
+    /// The agent went silent because the user started speaking over it (`utterance-id`,
+    /// `speaker`): a *pause*, which the next decision turns into a yield or a resume.
+    pub const AGENT_PAUSED: &str = "interaction/agent-paused";
+    /// The agent's paused utterance continues: the user's speech was a back-channel
+    /// (`utterance-id`).
+    pub const AGENT_RESUMED: &str = "interaction/agent-resumed";
     /// The agent produced a back-channel (`text`).
     pub const BACKCHANNEL: &str = "interaction/backchannel";
     /// The interaction model asked the reasoning sidecar for help (`request-id`).
@@ -165,6 +193,62 @@ impl Yield {
     }
 }
 
+/// *pause*: go silent, keep everything, until a *resume* or a *yield* (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pause {
+    pub utterance_id: Option<u64>,
+    /// Resume by itself after this long.
+    pub max_duration: Option<gst::ClockTime>,
+}
+
+impl Pause {
+    /// A serialized downstream event.
+    pub fn to_event(&self) -> gst::Event {
+        let mut structure = gst::Structure::new_empty(PAUSE);
+        if let Some(id) = self.utterance_id {
+            structure.set(UTTERANCE_ID, id);
+        }
+        if let Some(duration) = self.max_duration {
+            structure.set(MAX_DURATION, duration.nseconds());
+        }
+        gst::event::CustomDownstream::new(structure)
+    }
+
+    /// `Some` if `event` is a *pause* event (serialized or out-of-band).
+    pub fn parse(event: &gst::EventRef) -> Option<Self> {
+        let structure = named(event, PAUSE)?;
+        Some(Self {
+            utterance_id: structure.get_optional::<u64>(UTTERANCE_ID).ok().flatten(),
+            max_duration: optional_time(structure, MAX_DURATION),
+        })
+    }
+}
+
+/// *resume*: continue a paused utterance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resume {
+    pub utterance_id: Option<u64>,
+}
+
+impl Resume {
+    /// A serialized downstream event.
+    pub fn to_event(&self) -> gst::Event {
+        let mut structure = gst::Structure::new_empty(RESUME);
+        if let Some(id) = self.utterance_id {
+            structure.set(UTTERANCE_ID, id);
+        }
+        gst::event::CustomDownstream::new(structure)
+    }
+
+    /// `Some` if `event` is a *resume* event (serialized or out-of-band).
+    pub fn parse(event: &gst::EventRef) -> Option<Self> {
+        let structure = named(event, RESUME)?;
+        Some(Self {
+            utterance_id: structure.get_optional::<u64>(UTTERANCE_ID).ok().flatten(),
+        })
+    }
+}
+
 /// *backchannel*: a short acknowledgement to say while the other party speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backchannel {
@@ -186,6 +270,44 @@ impl Backchannel {
         let structure = named(event, BACKCHANNEL)?;
         Some(Self {
             text: structure.get::<String>("text").ok()?,
+        })
+    }
+}
+
+/// *prepare*: phrases to synthesise ahead (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Prepare {
+    pub phrases: Vec<String>,
+}
+
+impl Prepare {
+    /// A serialized downstream event; phrases are trimmed, empty ones and line breaks inside a
+    /// phrase are dropped.
+    pub fn to_event(&self) -> gst::Event {
+        let lines: Vec<String> = self
+            .phrases
+            .iter()
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|p| !p.is_empty())
+            .collect();
+        gst::event::CustomDownstream::new(
+            gst::Structure::builder(PREPARE)
+                .field("phrases", lines.join("\n"))
+                .build(),
+        )
+    }
+
+    /// `Some` if `event` is a *prepare* event with a `phrases` field.
+    pub fn parse(event: &gst::EventRef) -> Option<Self> {
+        let structure = named(event, PREPARE)?;
+        let text = structure.get::<String>("phrases").ok()?;
+        Some(Self {
+            phrases: text
+                .lines()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
         })
     }
 }
@@ -294,6 +416,47 @@ mod tests {
         assert!(event.is_serialized());
         assert_eq!(Speak::parse(&event), Some(Speak { utterance_id: 42 }));
         assert_eq!(Yield::parse(&event), None);
+    }
+
+    #[test]
+    fn pause_and_resume_round_trip() {
+        init();
+        let pause = Pause {
+            utterance_id: Some(4),
+            max_duration: Some(gst::ClockTime::from_mseconds(1500)),
+        };
+        let event = pause.to_event();
+        assert!(event.is_serialized());
+        assert_eq!(Pause::parse(&event), Some(pause));
+        assert_eq!(Resume::parse(&event), None);
+        assert_eq!(Yield::parse(&event), None);
+        assert_eq!(
+            Pause::parse(&Pause::default().to_event()),
+            Some(Pause::default())
+        );
+        let resume = Resume {
+            utterance_id: Some(4),
+        };
+        assert_eq!(Resume::parse(&resume.to_event()), Some(resume));
+        let oob =
+            gst::event::CustomDownstreamOob::new(resume.to_event().structure().unwrap().to_owned());
+        assert_eq!(Resume::parse(&oob), Some(resume));
+    }
+
+    #[test]
+    fn prepare_round_trip_drops_empty_phrases() {
+        init();
+        let event = Prepare {
+            phrases: vec!["One moment.".into(), "  ".into(), "Let me\nthink.".into()],
+        }
+        .to_event();
+        assert_eq!(event.type_(), gst::EventType::CustomDownstream);
+        assert!(event.is_serialized());
+        assert_eq!(
+            Prepare::parse(&event).unwrap().phrases,
+            vec!["One moment.".to_owned(), "Let me think.".to_owned()]
+        );
+        assert_eq!(Speak::parse(&event), None);
     }
 
     #[test]

@@ -60,8 +60,10 @@ fn the_whole_loop_answers_reaches_eos_and_stops() {
     init();
     let mut audio = vec![0.0f32; 8_000];
     audio.extend(speech("What is the capital of France?"));
-    // Silence long enough for the answer to come back through the loop.
-    audio.extend(std::iter::repeat_n(0.0, 16_000 * 8));
+    // Then silence until the answer has come back through the loop (at most a minute: a
+    // loaded 2-core machine takes several seconds for the first token), then EOS.
+    let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let most_silence = 16_000 * 60;
 
     let pipeline = gst::parse::launch(&format!(
         "appsrc name=user is-live=true format=time min-latency={CHUNK_NS} \
@@ -95,8 +97,26 @@ fn the_whole_loop_answers_reaches_eos_and_stops() {
     let pusher = {
         let source = source.clone();
         let clock = clock.clone();
+        let answered = answered.clone();
         std::thread::spawn(move || {
-            for (index, chunk) in audio.chunks(CHUNK).enumerate() {
+            let silence = vec![0.0f32; CHUNK];
+            let chunks = audio
+                .chunks(CHUNK)
+                .chain(std::iter::repeat_n(&silence[..], most_silence / CHUNK))
+                .enumerate();
+            let question_chunks = audio.len().div_ceil(CHUNK);
+            let mut answered_at = None;
+            for (index, chunk) in chunks {
+                // One more second after the answer was used, then EOS.
+                if index >= question_chunks
+                    && answered_at.is_none()
+                    && answered.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    answered_at = Some(index);
+                }
+                if answered_at.is_some_and(|at| index >= at + 16_000 / CHUNK) {
+                    break;
+                }
                 let pts = t0 + index as u64 * CHUNK_NS;
                 let _ = clock
                     .new_single_shot_id(base + gst::ClockTime::from_nseconds(pts + CHUNK_NS))
@@ -146,6 +166,9 @@ fn the_whole_loop_answers_reaches_eos_and_stops() {
             gst::MessageView::Error(e) => panic!("{} ({:?})", e.error(), e.debug()),
             gst::MessageView::Element(e) => {
                 if let Some(s) = e.structure() {
+                    if s.name() == messages::RESULT_USED {
+                        answered.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                     seen.lock().unwrap().push(s.name().to_string());
                 }
             }

@@ -84,6 +84,12 @@ pub trait Voice: Send {
         params: &SynthParams,
         sink: &mut dyn SynthesisSink,
     ) -> Result<(), VoiceError>;
+
+    /// Synthesises `text` ahead so that a later [`Voice::synthesize`] of it starts at once.
+    /// Returns whether anything was kept; a voice without a phrase cache keeps nothing.
+    fn prepare(&mut self, _text: &str, _params: &SynthParams) -> Result<bool, VoiceError> {
+        Ok(false)
+    }
 }
 
 /// Collects a whole phrase.
@@ -158,6 +164,28 @@ impl CachedVoice {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    fn keeps(&self, text: &str) -> bool {
+        self.max_phrases > 0 && text.chars().count() <= self.max_chars
+    }
+
+    fn position(&self, text: &str, params: &SynthParams) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.text == text && e.params == *params)
+    }
+
+    fn keep(&mut self, text: &str, params: &SynthParams, copy: Collect) {
+        if self.entries.len() >= self.max_phrases {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(CachedPhrase {
+            text: text.to_owned(),
+            params: *params,
+            samples: copy.samples,
+            word_ends: copy.word_ends,
+        });
+    }
 }
 
 /// Passes a synthesis through to the real sink and keeps a copy.
@@ -192,14 +220,10 @@ impl Voice for CachedVoice {
         params: &SynthParams,
         sink: &mut dyn SynthesisSink,
     ) -> Result<(), VoiceError> {
-        if self.max_phrases == 0 || text.chars().count() > self.max_chars {
+        if !self.keeps(text) {
             return self.inner.synthesize(text, params, sink);
         }
-        if let Some(index) = self
-            .entries
-            .iter()
-            .position(|e| e.text == text && e.params == *params)
-        {
+        if let Some(index) = self.position(text, params) {
             // Most recently used goes to the back.
             if let Some(entry) = self.entries.remove(index) {
                 if let Some(ends) = &entry.word_ends {
@@ -221,17 +245,23 @@ impl Voice for CachedVoice {
         };
         self.inner.synthesize(text, params, &mut tee)?;
         if tee.complete {
-            if self.entries.len() >= self.max_phrases {
-                self.entries.pop_front();
-            }
-            self.entries.push_back(CachedPhrase {
-                text: text.to_owned(),
-                params: *params,
-                samples: tee.copy.samples,
-                word_ends: tee.copy.word_ends,
-            });
+            let copy = tee.copy;
+            self.keep(text, params, copy);
         }
         Ok(())
+    }
+
+    fn prepare(&mut self, text: &str, params: &SynthParams) -> Result<bool, VoiceError> {
+        if !self.keeps(text) {
+            return Ok(false);
+        }
+        if self.position(text, params).is_some() {
+            return Ok(true);
+        }
+        let mut copy = Collect::default();
+        self.inner.synthesize(text, params, &mut copy)?;
+        self.keep(text, params, copy);
+        Ok(true)
     }
 }
 
@@ -843,6 +873,25 @@ mod tests {
         // "One moment." at rate 1.0 was the least recently used: gone.
         synthesize_all(&mut voice, "One moment.", &params).unwrap();
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 7);
+    }
+
+    #[test]
+    fn prepared_phrases_play_without_a_synthesis() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut voice = CachedVoice::new(Box::new(Counting(calls.clone())), 4, 20);
+        let params = SynthParams::default();
+        assert!(voice.prepare("One moment.", &params).unwrap());
+        // Preparing again does not synthesise again; a long phrase is not kept.
+        assert!(voice.prepare("One moment.", &params).unwrap());
+        assert!(
+            !voice
+                .prepare("A phrase far longer than twenty.", &params)
+                .unwrap()
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let spoken = synthesize_all(&mut voice, "One moment.", &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(spoken.samples.len(), "One moment.".len());
     }
 
     use super::*;

@@ -10,7 +10,9 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use interaction_protocol::events::{self, Backchannel, Progress, Speak, Yield, messages};
+use interaction_protocol::events::{
+    self, Backchannel, Pause, Prepare, Progress, Resume, Speak, Yield, messages,
+};
 use interaction_protocol::packet::{self as microturn, Packet};
 
 use super::TurnDetectionMode;
@@ -42,6 +44,7 @@ const DEFAULT_TURN_THRESHOLD: f64 = 0.5;
 const DEFAULT_TURN_TIMEOUT_MS: u32 = 2000;
 const DEFAULT_VAD_THRESHOLD: f64 = 0.5;
 const DEFAULT_BARGE_IN_MS: u32 = 400;
+const DEFAULT_HOLD_MS: u32 = 32;
 const DEFAULT_BACKCHANNEL: bool = false;
 const DEFAULT_BACKCHANNEL_TEXT: &str = "mm-hm";
 const DEFAULT_BACKCHANNEL_AFTER_MS: u32 = 4000;
@@ -66,6 +69,7 @@ pub(crate) struct Settings {
     pub turn_timeout_ms: u32,
     pub vad_threshold: f64,
     pub barge_in_ms: u32,
+    pub hold_ms: u32,
     pub backchannel: bool,
     pub backchannel_text: String,
     pub backchannel_after_ms: u32,
@@ -92,6 +96,7 @@ impl Default for Settings {
             turn_timeout_ms: DEFAULT_TURN_TIMEOUT_MS,
             vad_threshold: DEFAULT_VAD_THRESHOLD,
             barge_in_ms: DEFAULT_BARGE_IN_MS,
+            hold_ms: DEFAULT_HOLD_MS,
             backchannel: DEFAULT_BACKCHANNEL,
             backchannel_text: DEFAULT_BACKCHANNEL_TEXT.into(),
             backchannel_after_ms: DEFAULT_BACKCHANNEL_AFTER_MS,
@@ -140,6 +145,7 @@ impl Settings {
             turn_threshold: self.turn_threshold as f32,
             turn_timeout: ms(self.turn_timeout_ms),
             barge_in: ms(self.barge_in_ms),
+            hold: ms(self.hold_ms),
             backchannel: self.backchannel,
             backchannel_after: ms(self.backchannel_after_ms),
             ..crate::policy::PolicyConfig::default()
@@ -191,6 +197,34 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl InteractionModel {
     fn src_pads(&self) -> [&gst::Pad; 3] {
         [&self.speech_pad, &self.transcript_pad, &self.reasoning_pad]
+    }
+
+    /// How long a *pause* may last before the synthesizer resumes by itself: the barge-in
+    /// decision, the VAD's hangover and two micro-turns, so a lost resume costs one second.
+    fn hold_limit(&self) -> u64 {
+        let barge_in = u64::from(lock(&self.settings).barge_in_ms) * 1_000_000;
+        let turn = lock(&self.state).turn_duration;
+        barge_in + 96_000_000 + 2 * turn + 500_000_000
+    }
+
+    /// The phrases this element may say at once: its fillers and its back-channel.
+    fn quick_phrases(&self) -> Vec<String> {
+        let settings = lock(&self.settings);
+        let mut phrases: Vec<String> = Vec::new();
+        if settings.filler_ms > 0 {
+            phrases.extend(
+                settings
+                    .filler_text
+                    .split('|')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        if settings.backchannel && !settings.backchannel_text.trim().is_empty() {
+            phrases.push(settings.backchannel_text.trim().to_owned());
+        }
+        phrases
     }
 
     /// Loads the package and its models. Called on READY → PAUSED.
@@ -453,6 +487,21 @@ impl InteractionModel {
                     self.reasoning_pad.push_event(event.clone());
                     self.speech_pad.push_event(event);
                 }
+                Action::Pause { utterance_id, .. } => {
+                    gst::debug!(CAT, imp = self, "pause {utterance_id}");
+                    let event = Pause {
+                        utterance_id: Some(utterance_id),
+                        max_duration: Some(gst::ClockTime::from_nseconds(self.hold_limit())),
+                    };
+                    self.speech_pad.push_event(event.to_event());
+                }
+                Action::Resume { utterance_id, .. } => {
+                    gst::debug!(CAT, imp = self, "resume {utterance_id}");
+                    let event = Resume {
+                        utterance_id: Some(utterance_id),
+                    };
+                    self.speech_pad.push_event(event.to_event());
+                }
                 Action::Backchannel { text, .. } => {
                     self.speech_pad.push_event(Backchannel { text }.to_event());
                 }
@@ -587,6 +636,11 @@ impl InteractionModel {
                 let ours = gst::FormattedSegment::<gst::ClockTime>::new();
                 for src in self.src_pads() {
                     src.push_event(gst::event::Segment::new(&ours));
+                }
+                // The synthesizer may get the phrases said at once ready now (*prepare*).
+                let phrases = self.quick_phrases();
+                if !phrases.is_empty() {
+                    self.speech_pad.push_event(Prepare { phrases }.to_event());
                 }
                 true
             }
@@ -838,6 +892,13 @@ impl ObjectImpl for InteractionModel {
                     .default_value(DEFAULT_BARGE_IN_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("hold-ms")
+                    .nick("Hold")
+                    .blurb("User speech over the agent that pauses it at once (it resumes if the speech ends before barge-in-ms, a back-channel), ms; 0: never pause, only yield")
+                    .maximum(5_000)
+                    .default_value(DEFAULT_HOLD_MS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoolean::builder("backchannel")
                     .nick("Back-channel")
                     .blurb("Back-channel at pauses inside long user turns")
@@ -947,6 +1008,7 @@ impl ObjectImpl for InteractionModel {
                 settings.vad_threshold = value.get().unwrap_or(DEFAULT_VAD_THRESHOLD);
             }
             "barge-in-ms" => settings.barge_in_ms = value.get().unwrap_or(DEFAULT_BARGE_IN_MS),
+            "hold-ms" => settings.hold_ms = value.get().unwrap_or(DEFAULT_HOLD_MS),
             "backchannel" => settings.backchannel = value.get().unwrap_or_default(),
             "backchannel-text" => {
                 settings.backchannel_text =
@@ -1012,6 +1074,7 @@ impl ObjectImpl for InteractionModel {
             "turn-timeout-ms" => settings.turn_timeout_ms.to_value(),
             "vad-threshold" => settings.vad_threshold.to_value(),
             "barge-in-ms" => settings.barge_in_ms.to_value(),
+            "hold-ms" => settings.hold_ms.to_value(),
             "backchannel" => settings.backchannel.to_value(),
             "backchannel-text" => settings.backchannel_text.to_value(),
             "backchannel-after-ms" => settings.backchannel_after_ms.to_value(),

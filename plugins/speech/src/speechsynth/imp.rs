@@ -20,7 +20,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use interaction_protocol::events::{
-    self, Backchannel, Progress, ProgressReason, Speak, Yield, messages,
+    self, Backchannel, Pause, Prepare, Progress, ProgressReason, Resume, Speak, Yield, messages,
 };
 
 use super::Backend;
@@ -143,6 +143,8 @@ enum JobKind {
     /// The end of an utterance: becomes a `completed` progress when it plays out.
     End,
     Backchannel(String),
+    /// Phrases to synthesise into the phrase cache while nothing else waits (*prepare*).
+    Prepare(Vec<String>),
 }
 
 #[derive(Debug)]
@@ -263,6 +265,15 @@ struct YieldRequest {
     at: Option<gst::ClockTime>,
 }
 
+/// A *pause* in force (live only).
+#[derive(Debug, Clone, Copy)]
+struct PauseState {
+    /// The output position at which it ends by itself (`max-duration`).
+    until: Option<gst::ClockTime>,
+    /// Whether the output has faded out already (the next buffers are silence).
+    faded: bool,
+}
+
 /// State shared by the three threads, behind `Shared::queue`.
 struct Queue {
     epoch: u64,
@@ -274,6 +285,10 @@ struct Queue {
     shutdown: bool,
     playing: bool,
     pending_yield: Option<YieldRequest>,
+    paused: Option<PauseState>,
+    /// Samples of fade-in still to apply after a resume, of `fade_in_length`.
+    fade_in_left: usize,
+    fade_in_length: usize,
     failed: bool,
     sample_rate: u32,
     /// Running time of output sample 0, and samples output since.
@@ -301,6 +316,9 @@ impl Queue {
             shutdown: false,
             playing: false,
             pending_yield: None,
+            paused: None,
+            fade_in_left: 0,
+            fade_in_length: 0,
             failed: false,
             sample_rate,
             origin: None,
@@ -662,6 +680,100 @@ impl SpeechSynth {
         true
     }
 
+    /// *pause* (live only): go silent within one buffer, keep everything.
+    fn handle_pause(&self, request: Pause) -> bool {
+        let input = lock(&self.input);
+        if request
+            .utterance_id
+            .is_some_and(|id| id != input.utterance || !input.any_utterance)
+        {
+            gst::debug!(CAT, imp = self, "Pause {request:?} ignored: not current");
+            return true;
+        }
+        drop(input);
+        if !lock(&self.settings).is_live {
+            gst::debug!(CAT, imp = self, "Pause ignored: not live");
+            return true;
+        }
+        let Some(shared) = self.shared() else {
+            return true;
+        };
+        let mut queue = shared.lock();
+        if queue.paused.is_none() {
+            let until = request.max_duration.map(|d| queue.position() + d);
+            gst::debug!(
+                CAT,
+                imp = self,
+                "Pause at {} until {}",
+                queue.position(),
+                until.display()
+            );
+            queue.paused = Some(PauseState {
+                until,
+                faded: false,
+            });
+        }
+        drop(queue);
+        shared.changed.notify_all();
+        true
+    }
+
+    /// *resume*: the paused output fades back in where it stopped.
+    fn handle_resume(&self, request: Resume) -> bool {
+        let input = lock(&self.input);
+        if request.utterance_id.is_some_and(|id| id != input.utterance) {
+            gst::debug!(CAT, imp = self, "Resume {request:?} ignored: not current");
+            return true;
+        }
+        drop(input);
+        let fade = {
+            let settings = lock(&self.settings);
+            settings.fade_duration_ms
+        };
+        let Some(shared) = self.shared() else {
+            return true;
+        };
+        let mut queue = shared.lock();
+        if let Some(pause) = queue.paused.take()
+            && pause.faded
+        {
+            let samples = (u64::from(queue.sample_rate) * u64::from(fade) / 1000).max(1) as usize;
+            queue.fade_in_left = samples;
+            queue.fade_in_length = samples;
+        }
+        gst::debug!(CAT, imp = self, "Resume at {}", queue.position());
+        drop(queue);
+        shared.changed.notify_all();
+        true
+    }
+
+    /// Queues the phrases of a *prepare* event, split as text would be, for the phrase cache.
+    fn handle_prepare(&self, request: Prepare) -> bool {
+        let Some(shared) = self.shared() else {
+            return true;
+        };
+        let config = lock(&self.settings).split_config();
+        let mut texts = Vec::new();
+        for phrase in &request.phrases {
+            let mut splitter = PhraseSplitter::new(config);
+            let mut phrases = splitter.push(phrase);
+            phrases.extend(splitter.finish());
+            texts.extend(phrases.into_iter().map(|p| p.text));
+        }
+        gst::debug!(CAT, imp = self, "Preparing {texts:?}");
+        let mut queue = shared.lock();
+        let epoch = queue.epoch;
+        queue.jobs.push_back(Job {
+            epoch,
+            utterance: None,
+            not_before: None,
+            kind: JobKind::Prepare(texts),
+        });
+        drop(queue);
+        shared.changed.notify_all();
+        true
+    }
+
     fn flush_start(&self) {
         if let Some(shared) = self.shared() {
             let mut queue = shared.lock();
@@ -673,6 +785,8 @@ impl SpeechSynth {
             queue.jobs.clear();
             queue.audio.clear();
             queue.pending_yield = None;
+            queue.paused = None;
+            queue.fade_in_left = 0;
             queue.unschedule();
             drop(queue);
             shared.changed.notify_all();
@@ -724,6 +838,15 @@ impl SpeechSynth {
         }
         if let Some(request) = Backchannel::parse(&event) {
             return self.handle_backchannel(request);
+        }
+        if let Some(request) = Prepare::parse(&event) {
+            return self.handle_prepare(request);
+        }
+        if let Some(request) = Pause::parse(&event) {
+            return self.handle_pause(request);
+        }
+        if let Some(request) = Resume::parse(&event) {
+            return self.handle_resume(request);
         }
         match event.view() {
             EventView::StreamStart(_) | EventView::Caps(_) => true,
@@ -1050,13 +1173,17 @@ impl SpeechSynth {
             && request.at.is_none_or(|at| at <= position)
         {
             queue.pending_yield = None;
+            // A paused output is silent already: nothing to fade.
+            let silent = queue.paused.take().is_some_and(|pause| pause.faded);
+            queue.fade_in_left = 0;
             let mut samples = Vec::new();
             let mut heard = queue.heard;
             let mut faded = 0;
-            if let Some(chunk) = queue
-                .audio
-                .iter_mut()
-                .find(|chunk| chunk.epoch < request.epoch && chunk.position < chunk.available())
+            if !silent
+                && let Some(chunk) = queue
+                    .audio
+                    .iter_mut()
+                    .find(|chunk| chunk.epoch < request.epoch && chunk.position < chunk.available())
             {
                 faded = fade.min(chunk.available() - chunk.position);
                 for i in 0..faded {
@@ -1083,6 +1210,47 @@ impl SpeechSynth {
                 progress: progress.into_iter().collect(),
                 started: None,
                 yielded: true,
+            };
+        }
+
+        // A pause: fade out what plays within this buffer, then silence until a resume, a yield
+        // or its end.
+        if let Some(pause) = queue.paused
+            && pause.until.is_some_and(|until| until <= position)
+        {
+            queue.paused = None;
+            if pause.faded {
+                queue.fade_in_left = fade;
+                queue.fade_in_length = fade;
+            }
+        }
+        if let Some(pause) = queue.paused.as_mut() {
+            let mut samples = Vec::new();
+            if !pause.faded {
+                pause.faded = true;
+                let mut heard = queue.heard;
+                if let Some(chunk) = queue.audio.front_mut()
+                    && chunk.position > 0
+                    && chunk.position < chunk.available()
+                {
+                    let faded = fade.min(chunk.available() - chunk.position);
+                    for i in 0..faded {
+                        let gain = 1.0 - (i as f32 + 1.0) / faded as f32;
+                        samples.push(chunk.sample(chunk.position + i) * gain * gain);
+                    }
+                    chunk.position += faded;
+                    if let Some(now) = chunk.heard_at(chunk.position) {
+                        heard = Some(now);
+                    }
+                }
+                queue.heard = heard;
+            }
+            samples.resize(block, 0.0);
+            return Action::Buffer {
+                samples,
+                progress: Vec::new(),
+                started: None,
+                yielded: false,
             };
         }
 
@@ -1166,8 +1334,15 @@ impl SpeechSynth {
                     Action::Wait
                 };
             }
-            let samples: Vec<f32> = (start..start + count).map(|i| chunk.sample(i)).collect();
+            let mut samples: Vec<f32> = (start..start + count).map(|i| chunk.sample(i)).collect();
             chunk.position += count;
+            // After a resume: fade back in.
+            for sample in samples.iter_mut().take(queue.fade_in_left) {
+                let done = queue.fade_in_length - queue.fade_in_left + 1;
+                let gain = done as f32 / queue.fade_in_length as f32;
+                *sample *= gain * gain;
+                queue.fade_in_left -= 1;
+            }
             let speech_end = chunk.speech.len();
             let mut started = None;
             if let Some(utterance) = chunk.utterance
@@ -1382,7 +1557,19 @@ fn worker_loop(
         };
         let settings = lock(&settings).clone();
         let started = std::time::Instant::now();
+        let job = match job {
+            Job {
+                kind: JobKind::Prepare(phrases),
+                epoch,
+                ..
+            } => {
+                prepare_phrases(&element, &shared, voice.as_mut(), &settings, epoch, phrases);
+                continue;
+            }
+            job => job,
+        };
         let (text, phrase, silence_ms, end_marker) = match job.kind {
+            JobKind::Prepare(_) => (None, None, 0, false),
             JobKind::Phrase { phrase, silence_ms } => {
                 (speakable(&phrase.text), Some(phrase), silence_ms, false)
             }
@@ -1468,6 +1655,55 @@ fn worker_loop(
         drop(queue);
         shared.changed.notify_all();
     }
+}
+
+/// Synthesises *prepare* phrases into the voice's phrase cache, one at a time, and gives way
+/// as soon as real work is queued: the rest goes to the back of the queue.
+fn prepare_phrases(
+    element: &glib::WeakRef<super::SpeechSynth>,
+    shared: &Shared,
+    voice: &mut dyn Voice,
+    settings: &Settings,
+    epoch: u64,
+    phrases: Vec<String>,
+) {
+    let params = settings.params();
+    let mut left = phrases.into_iter();
+    while let Some(phrase) = left.next() {
+        let started = std::time::Instant::now();
+        let kept = speakable(&phrase).map(|text| voice.prepare(&text, &params));
+        if let Some(element) = element.upgrade() {
+            gst::debug!(
+                CAT,
+                obj = element,
+                "Prepared {phrase:?} in {:.1} ms: {kept:?}",
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        let mut queue = shared.lock();
+        if !queue.jobs.is_empty() {
+            let rest: Vec<String> = left.by_ref().collect();
+            if !rest.is_empty() {
+                queue.jobs.push_back(Job {
+                    epoch,
+                    utterance: None,
+                    not_before: None,
+                    kind: JobKind::Prepare(rest),
+                });
+            }
+        }
+        if queue
+            .jobs
+            .iter()
+            .any(|j| !matches!(j.kind, JobKind::Prepare(_)))
+        {
+            break;
+        }
+    }
+    let mut queue = shared.lock();
+    queue.synthesizing = false;
+    drop(queue);
+    shared.changed.notify_all();
 }
 
 /// The first and last sample louder than 2% of the peak (the voiced part of a phrase).

@@ -18,7 +18,10 @@
 //!   `buffer-duration`.
 //! - Events (see `interaction_protocol::events`): *speak* starts an utterance; *yield* drops
 //!   all queued text and audio and fades the output out within one buffer; *backchannel* says
-//!   a short acknowledgement when nothing else is playing. Upstream, a *progress* event (also
+//!   a short acknowledgement when nothing else is playing; *prepare* names phrases (fillers,
+//!   back-channels) to synthesise ahead while the worker is idle: up to 32 phrases of at most
+//!   40 characters are kept per voice and rate, and a kept phrase starts without a synthesis
+//!   delay (a repeated short phrase is kept the same way). Upstream, a *progress* event (also
 //!   posted on the bus) says how many characters of the utterance were really played and at
 //!   which running time: at the end of each phrase (`phrase`), at the end of the utterance
 //!   (`completed`), and after a yield or a flush (`interrupted`).
