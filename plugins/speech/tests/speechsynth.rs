@@ -5,7 +5,9 @@ mod common;
 
 use common::*;
 use gst::prelude::*;
-use interaction_protocol::events::{Progress, ProgressReason, Speak, Yield};
+use interaction_protocol::events::{
+    Pause, Prepare, Progress, ProgressReason, Resume, Speak, Yield,
+};
 
 #[test]
 fn properties_round_trip() {
@@ -457,6 +459,203 @@ fn live_yield_in_mid_utterance_stops_within_20_ms_and_reports_what_was_heard() {
         said[..common],
         heard[..common],
         "Whisper heard {transcript:?}"
+    );
+}
+
+/// Cranks the live harness's clock and pulls `count` buffers, at the pace of the real clock
+/// (10 ms buffers), so the voice decodes ahead of playback as in real use.
+fn paced(h: &mut gst_check::Harness, buffers: &mut Vec<gst::Buffer>, count: usize) {
+    let start = std::time::Instant::now();
+    for n in 1..=count as u32 {
+        let due = start + std::time::Duration::from_millis(10) * n;
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        h.crank_single_clock_wait().expect("clock wait");
+        buffers.push(h.pull().expect("live output"));
+    }
+}
+
+fn loud(buffer: &gst::Buffer) -> bool {
+    samples(buffer).iter().any(|x| x.abs() > 1e-4)
+}
+
+/// Live output until the first loud buffer.
+fn until_speech(h: &mut gst_check::Harness, buffers: &mut Vec<gst::Buffer>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !buffers.last().is_some_and(loud) {
+        assert!(std::time::Instant::now() < deadline, "no speech");
+        h.crank_single_clock_wait().expect("clock wait");
+        buffers.push(h.pull().expect("live output"));
+    }
+}
+
+#[test]
+fn live_pause_goes_silent_within_20_ms_and_resume_plays_the_rest() {
+    init();
+    let text = "The quick brown fox jumps over the lazy dog near the quiet river bank.";
+    let mut h = harness(&[("is-live", "true"), ("noise-scale", "0"), ("noise-w", "0")]);
+    h.push_event(Speak { utterance_id: 3 }.to_event());
+    h.push(text_buffer(text)).expect("push text");
+    let mut buffers = Vec::new();
+    until_speech(&mut h, &mut buffers);
+    // 0.8 s into the speech, pause.
+    paced(&mut h, &mut buffers, 80);
+    let pause_time = h.testclock().unwrap().time();
+    let pause = Pause {
+        utterance_id: Some(3),
+        max_duration: None,
+    };
+    h.push_event(pause.to_event());
+    let paused_from = buffers.len();
+    paced(&mut h, &mut buffers, 50);
+    let end = audio_end(&buffers).expect("some audio");
+    assert!(
+        end > pause_time && end - pause_time <= gst::ClockTime::from_mseconds(20),
+        "audio went on {} after the pause",
+        end - pause_time
+    );
+    assert!(
+        buffers[paused_from + 2..].iter().all(|b| !loud(b)),
+        "silent while paused"
+    );
+    // A pause is not an interruption: no progress says so.
+    assert!(
+        upstream_progress(&mut h)
+            .iter()
+            .all(|p| p.reason != ProgressReason::Interrupted)
+    );
+    // Resume: the speech comes back at once and the utterance plays to its end.
+    h.push_event(
+        Resume {
+            utterance_id: Some(3),
+        }
+        .to_event(),
+    );
+    let resumed_from = buffers.len();
+    paced(&mut h, &mut buffers, 3);
+    assert!(
+        buffers[resumed_from..].iter().any(loud),
+        "speech again within 30 ms of the resume"
+    );
+    // The end of the input ends the utterance: `completed` once it has all played.
+    h.push_event(gst::event::Eos::new());
+    let mut progress = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !progress
+        .iter()
+        .any(|p: &Progress| p.reason == ProgressReason::Completed)
+    {
+        assert!(std::time::Instant::now() < deadline, "never completed");
+        // The last buffers before EOS: stop at the first that does not come.
+        if h.crank_single_clock_wait().is_err() {
+            break;
+        }
+        match h.try_pull() {
+            Some(buffer) => buffers.push(buffer),
+            None => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+        progress.extend(upstream_progress(&mut h));
+    }
+    assert_continuous(&buffers, buffers[0].pts().unwrap());
+    let completed = progress
+        .iter()
+        .find(|p| p.reason == ProgressReason::Completed)
+        .expect("the utterance completes");
+    assert_eq!(completed.utterance_id, 3);
+    assert_eq!(completed.characters, text.chars().count() as u64);
+    // Nothing was dropped: as much speech as the same text unpaused (within 60 ms).
+    let spoken = buffers.iter().filter(|b| loud(b)).count();
+    let mut plain = harness(&[("noise-scale", "0"), ("noise-w", "0")]);
+    plain.push_event(Speak { utterance_id: 1 }.to_event());
+    plain.push(text_buffer(text)).expect("push text");
+    plain.push_event(gst::event::Eos::new());
+    let reference = pull_until_eos(&mut plain);
+    let reference_loud = reference.buffers.iter().filter(|b| loud(b)).count();
+    assert!(
+        spoken.abs_diff(reference_loud) <= 6,
+        "{spoken} loud buffers paused and resumed, {reference_loud} straight"
+    );
+}
+
+#[test]
+fn a_pause_ends_by_itself_after_its_max_duration_and_a_yield_ends_it_silently() {
+    init();
+    let text = "Please turn off the lights in the kitchen before you go to bed tonight.";
+    let mut h = harness(&[("is-live", "true")]);
+    h.push_event(Speak { utterance_id: 5 }.to_event());
+    h.push(text_buffer(text)).expect("push text");
+    let mut buffers = Vec::new();
+    until_speech(&mut h, &mut buffers);
+    paced(&mut h, &mut buffers, 30);
+    let pause = Pause {
+        utterance_id: Some(5),
+        max_duration: Some(gst::ClockTime::from_mseconds(200)),
+    };
+    h.push_event(pause.to_event());
+    let paused_from = buffers.len();
+    paced(&mut h, &mut buffers, 40);
+    // Silent from the third buffer on, for about 200 ms, then speaking again by itself.
+    let silent = buffers[paused_from + 2..]
+        .iter()
+        .take_while(|b| !loud(b))
+        .count();
+    assert!(
+        (17..=20).contains(&silent),
+        "{silent} silent buffers for a 200 ms pause"
+    );
+    assert!(buffers[paused_from + 2 + silent..].iter().any(loud));
+    // Paused again, then a yield: no audio at all after the pause (nothing left to fade).
+    h.push_event(Pause::default().to_event());
+    paced(&mut h, &mut buffers, 3);
+    let yielded_from = buffers.len();
+    h.push_event(Yield::default().to_event());
+    paced(&mut h, &mut buffers, 20);
+    assert!(buffers[yielded_from..].iter().all(|b| !loud(b)));
+    let progress = upstream_progress(&mut h);
+    let interrupted = progress
+        .iter()
+        .find(|p| p.reason == ProgressReason::Interrupted)
+        .expect("the yield reports what was heard");
+    assert!(interrupted.characters > 0 && interrupted.characters < text.len() as u64);
+    // A pause naming another utterance does nothing.
+    let mut other = harness(&[("is-live", "true")]);
+    other.push_event(Speak { utterance_id: 8 }.to_event());
+    let stray = Pause {
+        utterance_id: Some(9),
+        max_duration: None,
+    };
+    other.push_event(stray.to_event());
+    other.push(text_buffer("Hello there.")).expect("push");
+    until_speech(&mut other, &mut Vec::new());
+}
+
+#[test]
+fn prepared_phrases_start_without_a_synthesis() {
+    init();
+    // Not live, so the time to first audio is the synthesis alone.
+    let first_audio = |prepare: bool| {
+        let mut h = harness(&[]);
+        if prepare {
+            let phrases = vec!["One moment.".to_owned()];
+            h.push_event(Prepare { phrases }.to_event());
+            // The worker prepares while the element is idle.
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
+        let started = std::time::Instant::now();
+        h.push_event(Speak { utterance_id: 1 }.to_event());
+        h.push(text_buffer("One moment.")).expect("push");
+        loop {
+            let buffer = h.pull().expect("audio");
+            if loud(&buffer) {
+                break started.elapsed();
+            }
+        }
+    };
+    let cold = first_audio(false);
+    let warm = first_audio(true);
+    eprintln!("first audio of a filler: {cold:?} synthesised, {warm:?} prepared");
+    assert!(
+        warm * 4 < cold,
+        "prepared {warm:?} is not much sooner than synthesised {cold:?}"
     );
 }
 
