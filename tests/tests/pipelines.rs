@@ -46,14 +46,24 @@ fn check_captions(captions: &str, outcome: &Outcome) {
         lower.contains("user: ") && lower.contains("france"),
         "a user caption with the question: {captions:?}"
     );
-    assert_eq!(outcome.count("interaction/result-used"), 1, "{captions:?}");
-    assert!(outcome.count("interaction/agent-started-speaking") >= 1);
+    check_answer_used(outcome, captions);
     if let Some(agent) = captions.split("agent: ").nth(1) {
         // The answer of the local SmolLM2 (greedy, so the same on every run).
         assert!(agent.to_lowercase().contains("paris"), "{captions:?}");
     } else {
         eprintln!("note: no agent caption before EOS (known race, tests/README.md)");
     }
+}
+
+/// The reasoning answer was used (`interaction/result-used`, once) and the agent started
+/// speaking; `context` goes into the failure message.
+fn check_answer_used(outcome: &Outcome, context: &str) {
+    assert_eq!(
+        outcome.count("interaction/result-used"),
+        1,
+        "result-used once: {context:?}"
+    );
+    assert!(outcome.count("interaction/agent-started-speaking") >= 1);
 }
 
 /// The agent's recorded voice: speech after the question ended.
@@ -387,22 +397,28 @@ fn captions_overlay_shows_each_caption_while_it_is_spoken() {
     let captioned = check_caption_frames(&frames, LEAD, question_end);
     // The programme audio: the user's question and the agent's answer after it.
     let wav = dir.join("programme.wav");
-    let decode = gst::parse::launch(&format!(
-        "filesrc location={} ! matroskademux ! opusdec ! audioconvert ! audioresample \
-         ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! wavenc ! filesink location={}",
-        path(&out),
-        path(&wav)
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    run(&decode, Duration::from_secs(60), None).expect("decodes the audio");
+    decode_audio(&out, "matroskademux ! opusdec", &wav);
     let (voiced, _) = check_agent_wav_after(&wav, question_end);
     eprintln!(
         "agent-captions-overlay: {} frames, {captioned} with a caption; programme: {voiced:.2} s \
          of the agent after the question",
         frames.len()
     );
+}
+
+/// Decodes the audio of a recorded programme (`demux_decode`: its demuxer and decoder) to a
+/// 16 kHz mono WAV.
+fn decode_audio(recording: &Path, demux_decode: &str, wav: &Path) {
+    let decode = gst::parse::launch(&format!(
+        "filesrc location={} ! {demux_decode} ! audioconvert ! audioresample \
+         ! audio/x-raw,format=S16LE,rate=16000,channels=1 ! wavenc ! filesink location={}",
+        path(recording),
+        path(wav)
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    run(&decode, Duration::from_secs(60), None).expect("decodes the audio");
 }
 
 /// Sound after the question in a recording that also holds the question.
