@@ -278,3 +278,12 @@ pub fn upstream_factories(element: &gst::Element) -> Vec<String> {
     }
     names
 }
+
+/// What Whisper tiny.en (the model the agent itself uses; scripts/setup.sh fetches it) hears in
+/// 16 kHz mono audio (at most its first 30 s), as lower-case words.
+pub fn heard_words(samples: &[f32]) -> Result<Vec<String>, String> {
+    let mut whisper = interaction_asr::Whisper::load(interaction_asr::default_model_dir())
+        .map_err(|e| format!("Whisper tiny.en in the model cache (scripts/setup.sh): {e}"))?;
+    let transcript = whisper.transcribe(samples).map_err(|e| e.to_string())?;
+    Ok(interaction_asr::wer::normalize_words(&transcript.text))
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agent_tests::{
-    Outcome, element, exclusive, first_sound, launch, read_wav, run, spoken_wav,
+    Outcome, element, exclusive, first_sound, heard_words, launch, read_wav, run, spoken_wav,
     upstream_factories, voiced_seconds,
 };
 use gst::prelude::*;
@@ -464,4 +464,139 @@ fn collect_frames(sink: &gst::Element) -> Arc<std::sync::Mutex<Vec<(f64, f64)>>>
             gst::PadProbeReturn::Ok
         });
     frames
+}
+
+/// A free UDP port on the loopback, so that tests running at once never share an SRT port.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|socket| socket.local_addr())
+        .expect("a free UDP port")
+        .port()
+}
+
+/// `pipelines/agent-srt.pipeline`: the programme as MPEG-TS over SRT. An `srtsrc` caller on the
+/// loopback records the transport stream as it arrives; the recording is then demuxed
+/// (`tsdemux`) and decoded: H.264 frames with the captions burned in, and AAC programme audio
+/// as long as the input, with the question where it was spoken and the agent's answer after it.
+#[test]
+fn srt_output_carries_the_programme_to_a_caller() {
+    let _one = exclusive();
+    let started = std::time::Instant::now();
+    let dir = scratch("srt");
+    let (question, question_end) =
+        spoken_wav(&dir, "question", QUESTION, LEAD, TAIL).expect("the question");
+    let mic = microphone(&question);
+    let seconds = question_end + TAIL;
+    let camera = format!(
+        "{BLACK_CAMERA} ! identity eos-after={}",
+        (seconds * 10.0) as u64
+    );
+    let port = free_udp_port().to_string();
+    let pipeline = launch(
+        "agent-srt.pipeline",
+        &[
+            ("MIC", &mic),
+            ("CAMERA", &camera),
+            ("CAPTION_DELAY", "5000000000"),
+            ("GOP", "10"),
+            ("PORT", &port),
+        ],
+    )
+    .expect("the pipeline");
+    let callers = Arc::new(AtomicUsize::new(0));
+    {
+        let callers = callers.clone();
+        element(&pipeline, "srt")
+            .unwrap()
+            .connect("caller-added", false, move |_| {
+                callers.fetch_add(1, Ordering::Relaxed);
+                None
+            });
+    }
+    // The caller starts first: srtsrc calls again until the listener is up, and the muxer's
+    // latency (CAPTION_DELAY) holds the first packet back well after that.
+    let recording = dir.join("programme.ts");
+    let receiver = gst::parse::launch(&format!(
+        "srtsrc uri=\"srt://127.0.0.1:{port}?mode=caller\" ! filesink location={}",
+        path(&recording)
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let receiving = {
+        let receiver = receiver.clone();
+        std::thread::spawn(move || run(&receiver, TIMEOUT * 2, None))
+    };
+    let outcome = run(&pipeline, TIMEOUT, None);
+    // SRT delivers within its latency (125 ms); then the caller ends its recording (SRT carries
+    // no end of stream).
+    std::thread::sleep(Duration::from_secs(1));
+    receiver.send_event(gst::event::Eos::new());
+    let received = receiving.join().expect("the receiving thread");
+    let outcome = outcome.expect("runs to EOS");
+    received.expect("the caller records until its EOS");
+    report("agent-srt", &outcome);
+    check_answer_used(&outcome, "agent-srt");
+    assert_eq!(
+        callers.load(Ordering::Relaxed),
+        1,
+        "one caller, no reconnection"
+    );
+    let size = std::fs::metadata(&recording).map_or(0, |m| m.len());
+    assert!(
+        size > 0 && size.is_multiple_of(188),
+        "{size} bytes of 188-byte TS packets"
+    );
+
+    // The picture: every frame of the camera came through (key frames included: without them
+    // nothing decodes), with the captions in it while the question is spoken. The transport
+    // stream's clock starts anywhere; the camera's first frame is the pipeline's start.
+    let frames = caption_pixels(&format!(
+        "filesrc location={} ! tsdemux ! h264parse ! openh264dec ! videoconvert \
+         ! video/x-raw,format=GRAY8 ! fakesink name=frames",
+        path(&recording)
+    ));
+    let expected_frames = (seconds * 10.0) as usize;
+    assert!(
+        frames.len() + 5 >= expected_frames && frames.len() <= expected_frames + 5,
+        "{} frames decoded, {expected_frames} sent",
+        frames.len()
+    );
+    let first_pts = frames[0].0;
+    let frames: Vec<(f64, f64)> = frames
+        .iter()
+        .map(|(at, share)| (at - first_pts, *share))
+        .collect();
+    let captioned = check_caption_frames(&frames, LEAD, question_end);
+
+    // The programme audio: as long as the input, the question where it was spoken, the agent's
+    // answer after it, and Whisper hears the answer ("... Paris ...") in it.
+    let wav = dir.join("programme.wav");
+    decode_audio(&recording, "tsdemux ! aacparse ! faad", &wav);
+    let (rate, samples) = read_wav(&wav).expect("the programme audio");
+    let length = samples.len() as f64 / f64::from(rate);
+    assert!(
+        (length - seconds).abs() < 1.0,
+        "programme audio {length:.2} s, input {seconds:.2} s"
+    );
+    let question_at = first_sound(&samples, rate, 0.0).unwrap_or(f64::NAN);
+    assert!(
+        (question_at - LEAD).abs() < 0.3,
+        "the question starts at {question_at:.2} s in the programme, {LEAD:.2} s in the input"
+    );
+    let (voiced, _) = check_agent_wav_after(&wav, question_end);
+    let answer_from = ((question_end + 0.3) * f64::from(rate)) as usize;
+    let words = heard_words(&samples[answer_from.min(samples.len())..]).expect("Whisper");
+    assert!(
+        words.iter().any(|w| w == "paris"),
+        "the agent's answer in the programme: {words:?}"
+    );
+    eprintln!(
+        "agent-srt: {size} bytes received, {} frames, {captioned} with a caption (first frame at \
+         {first_pts:.3} s in the stream); programme audio {length:.2} s, question at \
+         {question_at:.2} s, {voiced:.2} s of the agent after it saying {:?}; {:.1} s in all",
+        frames.len(),
+        words.join(" "),
+        started.elapsed().as_secs_f64()
+    );
 }
