@@ -4,7 +4,9 @@
 //! listen, speak, back-channel, yield and ask for reasoning. Three source pads:
 //!
 //! - `speech` (`text/x-raw, format=utf8`): text for the synthesizer, each utterance preceded by
-//!   a *speak* event; *yield* and *backchannel* events (see `interaction_protocol::events`).
+//!   a *speak* event; *pause* at the first user speech over the agent, then *resume* (a
+//!   back-channel) or *yield* (an interruption, after `barge-in-ms`); *backchannel* events,
+//!   and one *prepare* with the filler phrases at the start (see `interaction_protocol::events`).
 //!   Upstream *progress* events from the synthesizer keep the conversation record true to what
 //!   the user heard.
 //! - `transcript` (`text/x-raw, format=utf8`): one caption per buffer, `SPEAKER: text`

@@ -17,7 +17,10 @@
 //!   next ones are synthesised. A source-pad task sends the audio in buffers of
 //!   `buffer-duration`.
 //! - Events (see `interaction_protocol::events`): *speak* starts an utterance; *yield* drops
-//!   all queued text and audio and fades the output out within one buffer; *backchannel* says
+//!   all queued text and audio and fades the output out within one buffer; *pause* (live only)
+//!   fades out within one buffer too but keeps the utterance and its place, silence follows
+//!   until a *resume* fades it back in where it stopped (nothing is dropped), a *yield* drops it
+//!   (without a second fade), or the pause's `max-duration` passes; *backchannel* says
 //!   a short acknowledgement when nothing else is playing; *prepare* names phrases (fillers,
 //!   back-channels) to synthesise ahead while the worker is idle: up to 32 phrases of at most
 //!   40 characters are kept per voice and rate, and a kept phrase starts without a synthesis
