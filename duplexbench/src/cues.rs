@@ -19,14 +19,18 @@
 //!
 //! The runner records the user side as actually played and maps every segment and item of the
 //! script onto it ([`CuedPlayer::played_segments`]), so the scorer measures against what the
-//! agent really heard. "Talking" is the scorer's own detector rule, applied live: 10 ms hops at
-//! or above `on_db`, gaps shorter than `min_silence_ms` bridged.
+//! agent really heard. "Talking" is the scorer's own level rule, applied live: 10 ms hops at
+//! or above `on_db`; pauses of up to [`TALK_BRIDGE_NS`] (between the synthesizer's phrases and
+//! sentences) stay inside one talk.
 
 use crate::detect::DetectorConfig;
 use crate::segments::{Task, UserSegments};
 
 /// How long a cued item waits for the agent beyond its scripted lead, in seconds.
 pub const CUE_TIMEOUT_S: f64 = 10.0;
+/// Gaps in the agent's talk up to this long are one talk (a synthesizer's pause between
+/// phrases and sentences), in ns.
+pub const TALK_BRIDGE_NS: u64 = 600_000_000;
 /// Agent audio is judged this far behind the moment of the decision, in ns: audio that is due
 /// now may still be on its way to the recording sink.
 pub const LISTEN_DELAY_NS: u64 = 40_000_000;
@@ -45,7 +49,7 @@ impl AgentTalk {
         AgentTalk {
             hop_ms: detector.hop_ms,
             on_level: 10f64.powf(detector.on_db / 20.0),
-            bridge_ns: (detector.min_silence_ms * 1e6) as u64,
+            bridge_ns: TALK_BRIDGE_NS.max((detector.min_silence_ms * 1e6) as u64),
             stretches: Vec::new(),
         }
     }
@@ -462,11 +466,14 @@ mod tests {
         // 200 ms gap: bridged.
         talk.feed(1_200_000_000, &loud(0.5), RATE);
         assert_eq!(talk.talking_since(1_600_000_000), Some(0));
-        // 500 ms gap: a new talk.
+        // 500 ms gap (a pause between sentences): still the same talk.
         talk.feed(2_200_000_000, &loud(0.5), RATE);
-        assert_eq!(talk.talking_since(2_300_000_000), Some(2_200_000_000));
+        assert_eq!(talk.talking_since(2_300_000_000), Some(0));
+        // 1 s gap: a new talk.
+        talk.feed(3_700_000_000, &loud(0.5), RATE);
+        assert_eq!(talk.talking_since(3_800_000_000), Some(3_700_000_000));
         // Silence after the talk.
-        assert_eq!(talk.talking_since(3_000_000_000), None);
+        assert_eq!(talk.talking_since(4_500_000_000), None);
         assert_eq!(NS_PER_SAMPLE * u64::from(RATE), 1_000_000_000);
     }
 }

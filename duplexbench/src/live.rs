@@ -147,6 +147,8 @@ const DECISION_KINDS: &[&str] = &[
     "user-turn-ended",
     "agent-started-speaking",
     "agent-yielded",
+    "agent-paused",
+    "agent-resumed",
     "barge-in",
     "backchannel",
     "filler",

@@ -433,6 +433,11 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
+/// `max-tokens` of the sidecar in dialogues with interruptions or back-channels: SmolLM2's
+/// 24-token answers last 1–2 s of speech, shorter than the 1.5–3 s the scripts put the user's
+/// interruption into the answer.
+const LONG_ANSWER_TOKENS: u32 = 64;
+
 fn run_live(args: &[String]) -> Result<(), String> {
     use duplexbench::live::{Config, GstAgent};
     use duplexbench::runner::AgentUnderTest;
@@ -498,6 +503,20 @@ fn run_live(args: &[String]) -> Result<(), String> {
         let mut inputs = Vec::new();
         let mut played = Vec::new();
         for entry in &entries {
+            // An interruption or a back-channel needs an answer long enough to talk over.
+            let cued_items = cued
+                && entry.segments.items.iter().any(|i| {
+                    matches!(
+                        i.task,
+                        duplexbench::segments::Task::Interruption
+                            | duplexbench::segments::Task::Backchannel
+                    )
+                });
+            agent.max_tokens = if cued_items {
+                (max_tokens as u32).max(LONG_ANSWER_TOKENS)
+            } else {
+                max_tokens as u32
+            };
             let recording = agent
                 .run(&entry.wav, &entry.segments, out)
                 .map_err(|e| format!("{} / {}: {e}", agent.label(), entry.segments.dialogue))?;

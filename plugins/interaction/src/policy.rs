@@ -62,7 +62,7 @@ impl Default for PolicyConfig {
             pause: 200 * MS,
             turn_threshold: 0.5,
             turn_timeout: 2000 * MS,
-            barge_in: 400 * MS,
+            barge_in: 700 * MS,
             hold: 32 * MS,
             min_speech: 64 * MS,
             hangover: 96 * MS,
@@ -493,7 +493,7 @@ mod tests {
         let events = feed(&mut policy, &mut t, 40, 0.05, true);
         assert!(!policy.in_turn());
         assert_eq!(ended(&events), None);
-        // Sustained speech: barge-in once when the run reaches 400 ms (13th frame = 416 ms).
+        // Sustained speech: barge-in once when the run reaches 700 ms (22nd frame = 704 ms).
         let start = t;
         let mut barge_at = None;
         for i in 0..30 {
@@ -507,7 +507,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(barge_at, Some(12));
+        assert_eq!(barge_at, Some(21));
         assert!(policy.in_turn());
     }
 
@@ -539,7 +539,7 @@ mod tests {
         assert_eq!(releases(&events), 1);
         assert!(!policy.in_turn());
         // Sustained speech: held, then the barge-in, and no release when it ends.
-        let mut all = feed(&mut policy, &mut t, 20, 0.9, true);
+        let mut all = feed(&mut policy, &mut t, 25, 0.9, true);
         all.extend(feed(&mut policy, &mut t, 10, 0.05, true));
         assert_eq!(holds(&all), 1);
         assert_eq!(releases(&all), 0);

@@ -212,9 +212,27 @@ fn barge_in_yields_within_one_micro_turn_of_sustained_speech() {
     let barge = run.messages(messages::BARGE_IN);
     assert_eq!(barge.len(), 1);
     let at = running_time(barge[0]);
-    // Sustained speech means barge-in-ms (400) of it; the decision comes at the end of the
+    // The agent was paused first, in the micro-turn of the onset (one VAD frame allowed), and
+    // only the yield followed: no resume.
+    let paused = run.messages(messages::AGENT_PAUSED);
+    assert_eq!(paused.len(), 1);
+    let paused_at = running_time(paused[0]);
+    assert!(
+        paused_at > onset && paused_at <= onset + TURN_NS + 32 * MS,
+        "paused at {} ms, speech from {} ms",
+        paused_at / MS,
+        onset / MS
+    );
+    let pause_at = run
+        .speech
+        .iter()
+        .position(|o| matches!(o, Out::Pause(Some(1))))
+        .expect("a pause of utterance 1");
+    assert!(speak_at < pause_at && pause_at < yield_at);
+    assert!(!run.speech.iter().any(|o| matches!(o, Out::Resume(_))));
+    // Sustained speech means barge-in-ms (700) of it; the decision comes at the end of the
     // micro-turn in which that is reached (one VAD frame of onset detection allowed).
-    let sustained = onset + 400 * MS;
+    let sustained = onset + 700 * MS;
     assert!(
         at >= sustained && at <= sustained + TURN_NS + 32 * MS,
         "barge-in at {} ms, sustained speech from {} ms",
@@ -245,7 +263,7 @@ fn barge_in_yields_within_one_micro_turn_of_sustained_speech() {
 fn a_back_channel_does_not_yield() {
     let (run, _, (start, end)) = answer_then("uh huh");
     assert!(
-        end - start < 400 * MS,
+        end - start < 700 * MS,
         "the back-channel lasts {} ms",
         (end - start) / MS
     );
@@ -256,6 +274,30 @@ fn a_back_channel_does_not_yield() {
         run.speech
     );
     assert!(run.messages(messages::BARGE_IN).is_empty());
+    // The agent paused at the back-channel and resumed once it ended (after the VAD's 96 ms
+    // hangover, within a micro-turn).
+    let pause = run
+        .speech
+        .iter()
+        .position(|o| matches!(o, Out::Pause(Some(1))));
+    let resume = run
+        .speech
+        .iter()
+        .position(|o| matches!(o, Out::Resume(Some(1))));
+    assert!(
+        pause.is_some() && resume > pause,
+        "a pause, then a resume: {:?}",
+        run.speech
+    );
+    let resumed = run.messages(messages::AGENT_RESUMED);
+    assert_eq!(resumed.len(), 1);
+    let resumed_at = running_time(resumed[0]);
+    assert!(
+        resumed_at > end && resumed_at <= end + 96 * MS + TURN_NS + 32 * MS,
+        "resumed at {} ms, the back-channel ended at {} ms",
+        resumed_at / MS,
+        end / MS
+    );
     assert_eq!(
         run.contexts().len(),
         1,

@@ -127,7 +127,7 @@ fn microturnmux_then_interactionmodel_answers_and_yields() {
         .map(running_time)
         .expect("barge-in");
     assert!(
-        barge >= onset + 400 * MS && barge <= onset + 400 * MS + TURN_NS + 32 * MS,
+        barge >= onset + 700 * MS && barge <= onset + 700 * MS + TURN_NS + 32 * MS,
         "barge-in {} ms after the onset",
         (barge - onset) / MS
     );

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
-use interaction_protocol::events::{Backchannel, Progress, Speak, Yield};
+use interaction_protocol::events::{Backchannel, Pause, Progress, Resume, Speak, Yield};
 use interaction_protocol::packet::{self, Header, PacketWriter, packet_flags};
 
 pub const RATE: usize = 16_000;
@@ -294,6 +294,8 @@ pub enum Out {
     },
     Speak(u64),
     Yield(Option<u64>),
+    Pause(Option<u64>),
+    Resume(Option<u64>),
     Backchannel(String),
     Eos,
 }
@@ -363,6 +365,10 @@ pub fn record(pad: &gst::Pad, into: Arc<Mutex<Vec<Out>>>) {
                         out.push(Out::Speak(speak.utterance_id));
                     } else if let Some(y) = Yield::parse(event) {
                         out.push(Out::Yield(y.utterance_id));
+                    } else if let Some(p) = Pause::parse(event) {
+                        out.push(Out::Pause(p.utterance_id));
+                    } else if let Some(r) = Resume::parse(event) {
+                        out.push(Out::Resume(r.utterance_id));
                     } else if let Some(b) = Backchannel::parse(event) {
                         out.push(Out::Backchannel(b.text));
                     } else if event.type_() == gst::EventType::Eos {

@@ -190,6 +190,18 @@ impl Chunk {
         self.speech.get(index).copied().unwrap_or(0.0)
     }
 
+    /// Plays at most `fade` samples into `out`, fading to silence (squared ramp); returns how
+    /// many.
+    fn fade_out(&mut self, fade: usize, out: &mut Vec<f32>) -> usize {
+        let faded = fade.min(self.available() - self.position);
+        for i in 0..faded {
+            let gain = 1.0 - (i as f32 + 1.0) / faded as f32;
+            out.push(self.sample(self.position + i) * gain * gain);
+        }
+        self.position += faded;
+        faded
+    }
+
     /// Samples that can be output now.
     fn available(&self) -> usize {
         if self.complete {
@@ -1185,12 +1197,7 @@ impl SpeechSynth {
                     .iter_mut()
                     .find(|chunk| chunk.epoch < request.epoch && chunk.position < chunk.available())
             {
-                faded = fade.min(chunk.available() - chunk.position);
-                for i in 0..faded {
-                    let gain = 1.0 - (i as f32 + 1.0) / faded as f32;
-                    samples.push(chunk.sample(chunk.position + i) * gain * gain);
-                }
-                chunk.position += faded;
+                faded = chunk.fade_out(fade, &mut samples);
                 if let Some(now) = chunk.heard_at(chunk.position) {
                     heard = Some(now);
                 }
@@ -1233,12 +1240,7 @@ impl SpeechSynth {
                     && chunk.position > 0
                     && chunk.position < chunk.available()
                 {
-                    let faded = fade.min(chunk.available() - chunk.position);
-                    for i in 0..faded {
-                        let gain = 1.0 - (i as f32 + 1.0) / faded as f32;
-                        samples.push(chunk.sample(chunk.position + i) * gain * gain);
-                    }
-                    chunk.position += faded;
+                    chunk.fade_out(fade, &mut samples);
                     if let Some(now) = chunk.heard_at(chunk.position) {
                         heard = Some(now);
                     }
