@@ -466,6 +466,10 @@ impl TextAccumulator {
     }
 
     /// Marks the input as a loop-back input (its items carry the LOOPBACK flag).
+    pub fn is_loopback(&self) -> bool {
+        self.loopback
+    }
+
     pub fn set_loopback(&mut self, loopback: bool) {
         self.loopback = loopback;
     }
@@ -666,6 +670,18 @@ impl<D: FrameData> Aligner<D> {
         self.audio.iter().any(AudioAccumulator::has_pending)
             || self.video.as_ref().is_some_and(|video| !video.is_empty())
             || self.text.iter().any(|text| !text.is_empty())
+    }
+
+    /// As [`Aligner::has_pending`], without the loop-back text tracks: what the inputs still
+    /// hold once they have all ended. Loop-back text (a sidecar still streaming an answer)
+    /// never holds back the end of the stream.
+    pub fn has_pending_input(&self) -> bool {
+        self.audio.iter().any(AudioAccumulator::has_pending)
+            || self.video.as_ref().is_some_and(|video| !video.is_empty())
+            || self
+                .text
+                .iter()
+                .any(|text| !text.is_loopback() && !text.is_empty())
     }
 
     /// Writes the next turn into the scratch buffer and returns it. `timed_out` marks a turn

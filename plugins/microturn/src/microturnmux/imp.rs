@@ -777,7 +777,9 @@ impl MicroturnMux {
             return Err(gst::FlowError::Flushing);
         };
         let timed_out = timeout && !all_ready;
-        if all_eos && !aligner.has_pending() {
+        // Loop-back text that keeps arriving after every input ended must not keep the aligner
+        // writing turns (at EOS nothing waits for the clock: it would spin).
+        if all_eos && !aligner.has_pending_input() {
             gst::debug!(
                 CAT,
                 imp = self,
