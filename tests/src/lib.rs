@@ -237,8 +237,13 @@ fn source_name(message: &gst::Message) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// The first error on the bus; waits up to 2 s for it, since a failed state change can return
+/// before the element that failed has posted its error (an RTSP 401 on a loaded machine).
 fn bus_error(bus: &gst::Bus) -> Option<String> {
-    while let Some(message) = bus.pop() {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))?;
         if let gst::MessageView::Error(e) = message.view() {
             return Some(format!(
                 "{}: {} ({:?})",
@@ -248,7 +253,6 @@ fn bus_error(bus: &gst::Bus) -> Option<String> {
             ));
         }
     }
-    None
 }
 
 /// The named element of a pipeline.
