@@ -749,7 +749,7 @@ impl SpeechSynth {
         if let Some(pause) = queue.paused.take()
             && pause.faded
         {
-            let samples = (u64::from(queue.sample_rate) * u64::from(fade) / 1000).max(1) as usize;
+            let samples = fade_samples(queue.sample_rate, fade);
             queue.fade_in_left = samples;
             queue.fade_in_length = samples;
         }
@@ -1050,8 +1050,7 @@ impl SpeechSynth {
 
         let block = ((u64::from(sample_rate) * u64::from(settings.buffer_duration_ms)) / 1000)
             .max(1) as usize;
-        let fade = ((u64::from(sample_rate) * u64::from(settings.fade_duration_ms)) / 1000)
-            .clamp(1, block as u64) as usize;
+        let fade = fade_samples(sample_rate, settings.fade_duration_ms).min(block);
 
         let (action, pts, start_sample, end_sample, end_time) = {
             let mut queue = shared.lock();
@@ -1657,6 +1656,11 @@ fn worker_loop(
         drop(queue);
         shared.changed.notify_all();
     }
+}
+
+/// Samples of a fade of `ms` milliseconds at `sample_rate` (at least one).
+fn fade_samples(sample_rate: u32, ms: u32) -> usize {
+    ((u64::from(sample_rate) * u64::from(ms)) / 1000).max(1) as usize
 }
 
 /// Synthesises *prepare* phrases into the voice's phrase cache, one at a time, and gives way
