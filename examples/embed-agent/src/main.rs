@@ -142,15 +142,41 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         if let Some(pipeline) = chat_pipeline.upgrade() {
+            // The bus loop below learns of the end of input from this message.
+            let _ = pipeline.post_message(
+                gst::message::Application::builder(gst::Structure::new_empty(END_OF_INPUT)).build(),
+            );
             pipeline.send_event(gst::event::Eos::new());
         }
     });
 
-    // 5. The decision messages (`interaction/...`) on the bus, until EOS or an error.
+    // 5. The decision messages (`interaction/...`) on the bus, until EOS or an error. After the
+    //    end of input the pipeline drains (the last answer is spoken) within DRAIN_TIMEOUT, or
+    //    the program says where the EOS stopped and exits with an error.
     let bus = pipeline.bus().ok_or("the pipeline has no bus")?;
     let mut outcome = Ok(());
-    for message in bus.iter_timed(gst::ClockTime::NONE) {
+    let mut input_ended: Option<std::time::Instant> = None;
+    loop {
+        if let Some(ended) = input_ended
+            && ended.elapsed() > DRAIN_TIMEOUT
+        {
+            outcome = Err(format!(
+                "the pipeline did not drain within {} s of the end of input (no EOS yet on {})",
+                DRAIN_TIMEOUT.as_secs(),
+                pads_without_eos(&pipeline).join(", ")
+            )
+            .into());
+            break;
+        }
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(250)) else {
+            continue;
+        };
         match message.view() {
+            gst::MessageView::Application(app)
+                if app.structure().is_some_and(|s| s.name() == END_OF_INPUT) =>
+            {
+                input_ended = Some(std::time::Instant::now());
+            }
             gst::MessageView::Element(element) => {
                 if let Some(s) = element.structure()
                     && let Some(decision) = s.name().strip_prefix("interaction/")
@@ -169,4 +195,27 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     pipeline.set_state(gst::State::Null)?;
     outcome
+}
+
+/// The application message the chat thread posts when standard input ends.
+const END_OF_INPUT: &str = "embed-agent/end-of-input";
+
+/// How long the pipeline may take to speak its last answer and end after the end of input.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The sink pads in the pipeline that have not yet seen EOS, as `element:pad` (where a stalled
+/// drain stopped).
+fn pads_without_eos(pipeline: &gst::Pipeline) -> Vec<String> {
+    pipeline
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .flat_map(|element| {
+            element
+                .sink_pads()
+                .into_iter()
+                .filter(|pad| !pad.pad_flags().contains(gst::PadFlags::EOS))
+                .map(move |pad| format!("{}:{}", element.name(), pad.name()))
+        })
+        .collect()
 }
