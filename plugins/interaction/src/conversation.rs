@@ -147,6 +147,9 @@ struct Utterance {
 struct Request {
     id: u64,
     answered: bool,
+    /// The user barged in on its answer: the rest of it is not said (the sidecar was told to
+    /// stop, but results already on their way still arrive).
+    interrupted: bool,
     /// Text of this request's results so far (to tell cumulative finals from deltas).
     received: String,
 }
@@ -394,8 +397,14 @@ impl Conversation {
                 ("speaker", Field::Str(track.to_owned())),
             ],
         });
-        // Queued text of the answer being interrupted is stale now.
+        // Queued text of the answer being interrupted is stale now, and so is the rest of it
+        // that is still on its way: the user's new turn gets an answer of its own.
         self.pending.clear();
+        if let Some(r) = self.request.as_mut() {
+            r.interrupted = true;
+            r.answered = true;
+        }
+        self.awaiting = None;
         self.paused = None;
         let Some(u) = self.current.as_mut() else {
             return;
@@ -612,6 +621,7 @@ impl Conversation {
         self.request = Some(Request {
             id,
             answered: false,
+            interrupted: false,
             received: String::new(),
         });
         let json = self.context_json(id, trigger, now);
@@ -701,9 +711,10 @@ impl Conversation {
                 .fields
                 .iter()
                 .any(|(k, v)| k == "final" && (v == "true" || v == "1"));
-            // A result for an older request than the latest is stale.
-            if let (Some(id), Some(r)) = (request_id, &self.request)
-                && id != r.id
+            // A result for an older request than the latest is stale, and so is the rest of an
+            // interrupted answer.
+            if let Some(r) = &self.request
+                && (request_id.is_some_and(|id| id != r.id) || r.interrupted)
             {
                 continue;
             }
@@ -1031,6 +1042,58 @@ mod tests {
         let last = c.record().last().unwrap();
         assert_eq!(last.text, "abcdefghij", "10 chars/s for 1 s");
         assert!(!c.agent_speaking(1000 * MS));
+    }
+
+    #[test]
+    fn the_rest_of_an_interrupted_answer_is_not_said() {
+        let mut c = Conversation::new(ConversationConfig {
+            filler_after: 200 * MS,
+            filler_text: "One moment.".into(),
+            ..ConversationConfig::default()
+        });
+        let mut out = Vec::new();
+        c.request_reasoning("test", 0, &mut out);
+        c.on_text(&[result("The museum opens ", 1, false)], 0, &mut out);
+        c.tick(0, false, &mut out);
+        c.barge_in(900 * MS, "user", 1000 * MS, &mut out);
+        // The rest of answer 1 was on its way when the user took the floor.
+        c.on_text(
+            &[result("at ten on Sundays.", 1, true)],
+            1200 * MS,
+            &mut out,
+        );
+        out.clear();
+        c.tick(1200 * MS, true, &mut out);
+        c.turn_ended("smart-turn", 2000 * MS, Some(0.9), 2300 * MS, &mut out);
+        c.tick(2300 * MS, false, &mut out);
+        let said: Vec<&str> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Speak { text, .. } | Action::SpeakMore { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            said,
+            ["One moment."],
+            "the filler, not the stale rest of answer 1"
+        );
+        // The new turn's own answer is said.
+        c.transcribed(
+            vec![caption("is there a cafe", 1000 * MS, 2000 * MS)],
+            2400 * MS,
+            &mut out,
+        );
+        c.on_progress(2, 11, 2900 * MS, ProgressReason::Completed);
+        out.clear();
+        c.begin(3000 * MS, &mut out);
+        c.on_text(&[result("Yes, there is.", 2, true)], 3000 * MS, &mut out);
+        c.tick(3000 * MS, false, &mut out);
+        assert!(
+            out.iter()
+                .any(|a| matches!(a, Action::Speak { text, .. } if text == "Yes, there is.")),
+            "{out:?}"
+        );
     }
 
     #[test]
