@@ -49,6 +49,9 @@ pub enum Action {
     Resume { utterance_id: u64, at: u64 },
     /// A *backchannel* event on `speech`.
     Backchannel { text: String, at: u64 },
+    /// A *prepare* event on `speech`: text the synthesizer may synthesise ahead, because it
+    /// will probably be said soon (an answer that arrived while the user is speaking).
+    Prepare { text: String, at: u64 },
     /// A caption on `transcript`.
     Caption(Caption),
     /// A context package on `reasoning`.
@@ -166,6 +169,8 @@ pub struct Conversation {
     request: Option<Request>,
     /// Result text waiting for the user to stop speaking: (request id, text).
     pending: VecDeque<(Option<u64>, String)>,
+    /// The start of the queued text that went out in a *prepare* (whole sentences only).
+    prepared: String,
     /// Actions produced outside a step (progress events), emitted at the next step.
     deferred: Vec<Action>,
     /// The latest visual observation (one entry per class), for the context packages.
@@ -197,6 +202,7 @@ impl Conversation {
             next_request: 1,
             request: None,
             pending: VecDeque::new(),
+            prepared: String::new(),
             deferred: Vec::new(),
             observations: Vec::new(),
             awaiting: None,
@@ -400,6 +406,7 @@ impl Conversation {
         // Queued text of the answer being interrupted is stale now, and so is the rest of it
         // that is still on its way: the user's new turn gets an answer of its own.
         self.pending.clear();
+        self.prepared.clear();
         if let Some(r) = self.request.as_mut() {
             r.interrupted = true;
             r.answered = true;
@@ -751,11 +758,38 @@ impl Conversation {
         }
     }
 
+    /// The user is speaking and an answer waits (it arrived during their turn): its whole
+    /// sentences so far go out in a *prepare*, so that they start at once when the turn ends
+    /// instead of after a synthesis. Only a new utterance is prepared, each sentence once.
+    fn prepare_pending(&mut self, now: u64, out: &mut Vec<Action>) {
+        if self.current.is_some() {
+            return;
+        }
+        let Some(&(first, _)) = self.pending.front() else {
+            return;
+        };
+        let mut text = String::new();
+        for (_, piece) in self.pending.iter().take_while(|(id, _)| *id == first) {
+            text.push_str(piece);
+        }
+        text.truncate(whole_sentences_end(&text));
+        if text.len() <= self.prepared.len() || !text.starts_with(self.prepared.as_str()) {
+            return;
+        }
+        out.push(Action::Prepare {
+            text: text.clone(),
+            at: now,
+        });
+        self.prepared = text;
+    }
+
     /// End of a micro-turn: speak queued results or a filler when the user lets us.
     pub fn tick(&mut self, now: u64, user_busy: bool, out: &mut Vec<Action>) {
         if user_busy {
+            self.prepare_pending(now, out);
             return;
         }
+        self.prepared.clear();
         while let Some((request_id, text)) = self.pending.pop_front() {
             let continues = self
                 .current
@@ -829,6 +863,28 @@ impl Conversation {
 
 /// Bus message: the agent said a filler because reasoning was slow (`text`, `request-id`).
 pub const FILLER: &str = "interaction/filler";
+
+/// The end of the last whole sentence in `text` (after its `.`, `!` or `?` and any closing
+/// quote or bracket, when whitespace or the end follows), or 0.
+fn whole_sentences_end(text: &str) -> usize {
+    let mut end = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if !matches!(c, '.' | '!' | '?') {
+            continue;
+        }
+        while chars
+            .next_if(|&(_, q)| matches!(q, '"' | '\'' | ')' | ']' | '\u{201d}' | '\u{2019}'))
+            .is_some()
+        {}
+        match chars.peek() {
+            None => end = text.len(),
+            Some(&(i, w)) if w.is_whitespace() => end = i,
+            Some(_) => {}
+        }
+    }
+    end
+}
 
 #[cfg(test)]
 mod tests {
@@ -905,7 +961,17 @@ mod tests {
         out.clear();
         c.on_text(&[result("Hello there. ", 1, false)], 2 * MS, &mut out);
         c.tick(2 * MS, true, &mut out);
-        assert!(out.is_empty(), "the user is speaking: nothing is said");
+        assert_eq!(
+            out,
+            [Action::Prepare {
+                text: "Hello there.".into(),
+                at: 2 * MS
+            }],
+            "the user is speaking: nothing is said, the answer's sentence is prepared"
+        );
+        out.clear();
+        c.tick(2 * MS, true, &mut out);
+        assert!(out.is_empty(), "each sentence is prepared once");
         c.tick(3 * MS, false, &mut out);
         assert!(
             matches!(&out[0], Action::Speak { utterance_id: 1, text, .. } if text == "Hello there. ")
@@ -1042,6 +1108,17 @@ mod tests {
         let last = c.record().last().unwrap();
         assert_eq!(last.text, "abcdefghij", "10 chars/s for 1 s");
         assert!(!c.agent_speaking(1000 * MS));
+    }
+
+    #[test]
+    fn only_whole_sentences_are_prepared() {
+        assert_eq!(whole_sentences_end("The museum opens"), 0);
+        assert_eq!(whole_sentences_end("It opens at 9.30 on"), 0);
+        let text = "It opens at ten. It closes";
+        assert_eq!(&text[..whole_sentences_end(text)], "It opens at ten.");
+        let text = "Really? \"Yes!\" she said";
+        assert_eq!(&text[..whole_sentences_end(text)], "Really? \"Yes!\"");
+        assert_eq!(whole_sentences_end("Done."), 5);
     }
 
     #[test]

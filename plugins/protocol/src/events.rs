@@ -35,11 +35,13 @@
 //! - **resume**: end a *pause*; the output fades back in where it stopped.
 //! - **backchannel**: a short acknowledgement (`text`, e.g. "mm-hm") to say while the other
 //!   party holds the floor. A synthesizer that is already speaking ignores it.
-//! - **prepare**: phrases the sender may soon ask for at once (its fillers and back-channels).
+//! - **prepare**: phrases the sender may soon ask for at once (its fillers and back-channels,
+//!   or the whole sentences of an answer that arrived while the user was speaking).
 //!   A synthesizer may synthesise them ahead, while it is idle, and keep their audio, so that
 //!   they start without a synthesis delay when they come. It changes nothing else: the phrases
 //!   are spoken only when they arrive as text (or as a *backchannel*). An interaction model
-//!   sends it once, after its first segment.
+//!   sends its fillers once, after its first segment, and an answer's sentences while it holds
+//!   that answer back for the user.
 //! - **progress**: how much of an utterance the listener has really heard. `characters` is the
 //!   number of Unicode scalar values (Rust `char`s) of the utterance text played so far,
 //!   `bytes` the same position as a UTF-8 byte offset (always on a character boundary), and

@@ -127,12 +127,16 @@ pub fn synthesize_all(
 /// Keeps the audio of short phrases that come again and again (fillers such as "One moment.",
 /// back-channels such as "mm-hm"): a repeated phrase starts at once instead of after a
 /// synthesis. Phrases longer than `max_chars` and phrases whose synthesis was cut short are
-/// not kept; the least recently used phrase goes first when `max_phrases` are kept.
+/// not kept, except that a *prepare* keeps phrases up to [`CachedVoice::with_prepared_chars`]
+/// (an answer's sentences, synthesised ahead); the least recently used phrase goes first when
+/// `max_phrases` are kept.
 pub struct CachedVoice {
     inner: Box<dyn Voice>,
     entries: std::collections::VecDeque<CachedPhrase>,
     max_phrases: usize,
     max_chars: usize,
+    /// Longest phrase [`Voice::prepare`] keeps (a sentence of an answer, not only a filler).
+    max_prepared_chars: usize,
 }
 
 struct CachedPhrase {
@@ -153,7 +157,15 @@ impl CachedVoice {
             entries: std::collections::VecDeque::with_capacity(max_phrases),
             max_phrases,
             max_chars,
+            max_prepared_chars: max_chars,
         }
+    }
+
+    /// Lets [`Voice::prepare`] keep phrases of up to `max_chars` characters (at least the
+    /// limit for phrases kept after a synthesis).
+    pub fn with_prepared_chars(mut self, max_chars: usize) -> Self {
+        self.max_prepared_chars = max_chars.max(self.max_chars);
+        self
     }
 
     /// Phrases kept now.
@@ -220,9 +232,6 @@ impl Voice for CachedVoice {
         params: &SynthParams,
         sink: &mut dyn SynthesisSink,
     ) -> Result<(), VoiceError> {
-        if !self.keeps(text) {
-            return self.inner.synthesize(text, params, sink);
-        }
         if let Some(index) = self.position(text, params) {
             // Most recently used goes to the back.
             if let Some(entry) = self.entries.remove(index) {
@@ -238,6 +247,9 @@ impl Voice for CachedVoice {
             }
             return Ok(());
         }
+        if !self.keeps(text) {
+            return self.inner.synthesize(text, params, sink);
+        }
         let mut tee = Tee {
             sink,
             copy: Collect::default(),
@@ -252,7 +264,7 @@ impl Voice for CachedVoice {
     }
 
     fn prepare(&mut self, text: &str, params: &SynthParams) -> Result<bool, VoiceError> {
-        if !self.keeps(text) {
+        if self.max_phrases == 0 || text.chars().count() > self.max_prepared_chars {
             return Ok(false);
         }
         if self.position(text, params).is_some() {
@@ -892,6 +904,24 @@ mod tests {
         let spoken = synthesize_all(&mut voice, "One moment.", &params).unwrap();
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(spoken.samples.len(), "One moment.".len());
+    }
+
+    #[test]
+    fn a_prepared_sentence_of_an_answer_plays_without_a_synthesis() {
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut voice =
+            CachedVoice::new(Box::new(Counting(calls.clone())), 4, 20).with_prepared_chars(80);
+        let params = SynthParams::default();
+        let sentence = "The museum opens at ten on Sundays.";
+        assert!(voice.prepare(sentence, &params).unwrap());
+        let spoken = synthesize_all(&mut voice, sentence, &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(spoken.samples.len(), sentence.len());
+        // Not prepared and longer than 20: synthesised each time, never kept.
+        let other = "And it closes at six in the evening.";
+        synthesize_all(&mut voice, other, &params).unwrap();
+        synthesize_all(&mut voice, other, &params).unwrap();
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 
     use super::*;

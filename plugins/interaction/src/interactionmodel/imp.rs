@@ -502,6 +502,13 @@ impl InteractionModel {
                     };
                     self.speech_pad.push_event(event.to_event());
                 }
+                Action::Prepare { text, .. } => {
+                    gst::debug!(CAT, imp = self, "prepare {text:?}");
+                    let event = Prepare {
+                        phrases: vec![text],
+                    };
+                    self.speech_pad.push_event(event.to_event());
+                }
                 Action::Backchannel { text, .. } => {
                     self.speech_pad.push_event(Backchannel { text }.to_event());
                 }

@@ -39,6 +39,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const PHRASE_CACHE_PHRASES: usize = 32;
 /// ...of at most this many characters.
 const PHRASE_CACHE_CHARS: usize = 40;
+/// A *prepare* may keep longer phrases: the sentences of an answer that will be said soon.
+const PREPARED_PHRASE_CHARS: usize = 300;
 const DEFAULT_RATE: f64 = 1.0;
 const DEFAULT_VOLUME: f64 = 1.0;
 const DEFAULT_SENTENCE_SILENCE_MS: u32 = 200;
@@ -462,11 +464,10 @@ impl SpeechSynth {
                         ["Cannot load the voice: {}", e]
                     )
                 })?;
-                Ok(Box::new(CachedVoice::new(
-                    Box::new(voice),
-                    PHRASE_CACHE_PHRASES,
-                    PHRASE_CACHE_CHARS,
-                )))
+                Ok(Box::new(
+                    CachedVoice::new(Box::new(voice), PHRASE_CACHE_PHRASES, PHRASE_CACHE_CHARS)
+                        .with_prepared_chars(PREPARED_PHRASE_CHARS),
+                ))
             }
             Backend::Espeak => {
                 let name = settings.voice.as_deref().unwrap_or(DEFAULT_ESPEAK_VOICE);
