@@ -1,6 +1,7 @@
-//! Local backend speed: first-token latency and tokens per second of the raw runtime (candle,
-//! SmolLM2-135M Q4_1), and the element's overhead over it, measured in the same process on the
-//! same prompt with greedy decoding (so both produce the same tokens).
+//! Local backend speed: first-token latency and tokens per second of each raw runtime
+//! (llama.cpp and candle, SmolLM2-135M Q4_1), and the element's overhead over it, measured in
+//! the same process on the same prompt with greedy decoding (so raw and element produce the
+//! same tokens). Ends with the ratio of the two runtimes.
 //!
 //! `cargo bench -p gst-plugin-reasoning --bench local_backend` (set `BENCH_RUNS` to change the
 //! number of runs, 5 by default; `RAYON_NUM_THREADS` limits candle's threads).
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstreasoning::chat::{self, ChatMessage};
-use gstreasoning::local::{self, GenerateParams, LocalModel};
+use gstreasoning::local::{self, GenerateParams, LocalModel, LocalRuntime};
 use interaction_protocol::context::{
     CONTEXT_CAPS, ContextPackage, RESULT_CAPS, ReasoningResult, Role, Trigger, TriggerReason, Turn,
 };
@@ -95,27 +96,25 @@ fn element_run(
     }
 }
 
-fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|runs| runs.parse().ok())
-        .unwrap_or(5);
+/// Medians of one runtime's runs.
+struct Summary {
+    first_ms: f64,
+    rate: f64,
+}
+
+fn measure(runtime: LocalRuntime, runs: usize) -> Summary {
     let path = interaction_runtime::model_file(local::DEFAULT_MODEL).expect("run scripts/setup.sh");
     let loading = Instant::now();
-    let model = LocalModel::load(&path).expect("loads");
+    let model = LocalModel::load(&path, runtime).expect("loads");
     println!(
-        "model load: {:.0} ms",
+        "== {}: model load {:.0} ms",
+        runtime.name(),
         loading.elapsed().as_secs_f64() * 1e3
     );
     let messages = chat::messages_for(&package(0), SYSTEM_PROMPT);
-    let prompt_tokens = model
-        .tokenizer()
-        .encode(&model.render_prompt(&messages).expect("renders"))
-        .len();
+    let prompt_tokens = model.count_tokens(&model.render_prompt(&messages).expect("renders"));
 
-    // The element, same prompt and parameters.
-    gst::init().expect("GStreamer");
-    gstreasoning::plugin_register_static().expect("registers");
+    // The element, same runtime, prompt and parameters.
     let pipeline = gst::Pipeline::new();
     let appsrc = gst_app::AppSrc::builder()
         .caps(&gst::Caps::builder(CONTEXT_CAPS).build())
@@ -125,6 +124,13 @@ fn main() {
         .property("max-tokens", MAX_TOKENS)
         .property("system-prompt", SYSTEM_PROMPT)
         .property("model-path", path.to_str().expect("utf-8 path"))
+        .property_from_str(
+            "local-runtime",
+            match runtime {
+                LocalRuntime::LlamaCpp => "llama-cpp",
+                LocalRuntime::Candle => "candle",
+            },
+        )
         .build()
         .expect("element");
     let appsink = gst_app::AppSink::builder()
@@ -181,5 +187,25 @@ fn main() {
         "element / raw (median of per-run ratios): first {:.3}x, total {:.3}x",
         median(&mut first_ratio),
         median(&mut total_ratio)
+    );
+    Summary {
+        first_ms: raw_first,
+        rate: raw_rate,
+    }
+}
+
+fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|runs| runs.parse().ok())
+        .unwrap_or(5);
+    gst::init().expect("GStreamer");
+    gstreasoning::plugin_register_static().expect("registers");
+    let llama = measure(LocalRuntime::LlamaCpp, runs);
+    let candle = measure(LocalRuntime::Candle, runs);
+    println!(
+        "llama.cpp against candle (raw medians): first token {:.3}x the time, {:.2}x the tokens/s",
+        llama.first_ms / candle.first_ms,
+        llama.rate / candle.rate
     );
 }

@@ -1,4 +1,5 @@
-//! The element with its local backend (SmolLM2-135M GGUF through candle), in real pipelines.
+//! The element with its local backend (SmolLM2-135M GGUF through llama.cpp, and candle), in
+//! real pipelines.
 
 mod common;
 
@@ -56,6 +57,64 @@ fn local_backend_answers_paris() {
         warnings.is_empty() && errors.is_empty(),
         "{warnings:?} {errors:?}"
     );
+}
+
+#[test]
+fn candle_runtime_answers_too() {
+    let rig = Rig::new(&[("max-tokens", "16"), ("local-runtime", "candle")]);
+    rig.push(&package(1, "What is the capital of France?"));
+    let results = rig.until_final(1, GENEROUS);
+    assert_well_formed(&results, 1);
+    let last = results.last().expect("a final result");
+    assert!(last.error.is_none(), "no error: {last:?}");
+    assert!(last.text.contains("Paris"), "{:?}", last.text);
+    rig.finish(GENEROUS);
+}
+
+/// Starts a sidecar on `model`, expects the state change to fail; gives the error's text.
+fn start_error(model: &std::path::Path, runtime: &str) -> String {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc caps=application/x-interaction-context ! \
+         reasoningsidecar local-runtime={runtime} model-path=\"{}\" ! fakesink",
+        model.display()
+    ))
+    .expect("parses");
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    let bus = pipeline.bus().expect("bus");
+    let message = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(error) = message.view() else {
+        unreachable!()
+    };
+    pipeline.set_state(gst::State::Null).expect("stops");
+    error.error().to_string()
+}
+
+#[test]
+fn truncated_model_fails_at_start_with_a_clear_message() {
+    let model = interaction_runtime::model_file(gstreasoning::local::DEFAULT_MODEL)
+        .expect("run scripts/setup.sh");
+    let bytes = std::fs::read(&model).expect("reads the GGUF");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("truncated-gguf");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Cut in the header (the vocabulary) and in the tensor data.
+    for (name, keep) in [("header", 64 * 1024), ("tensors", bytes.len() / 2)] {
+        let path = dir.join(format!("cut-in-{name}.gguf"));
+        std::fs::write(&path, &bytes[..keep]).unwrap();
+        for runtime in ["llama-cpp", "candle"] {
+            let message = start_error(&path, runtime);
+            assert!(
+                message.contains(&path.display().to_string()),
+                "{runtime}, cut in the {name}: the error names the file: {message}"
+            );
+            assert!(
+                message.contains("cannot read the GGUF model"),
+                "{runtime}, cut in the {name}: {message}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -222,6 +281,7 @@ fn properties_round_trip_and_the_key_is_not_a_property() {
     init();
     let sidecar = gst::ElementFactory::make("reasoningsidecar")
         .property_from_str("backend", "openai")
+        .property_from_str("local-runtime", "candle")
         .property("base-url", "http://127.0.0.1:9/v1")
         .property("model", "my-model")
         .property("api-key-env", "MY_KEY_VARIABLE")
@@ -239,6 +299,10 @@ fn properties_round_trip_and_the_key_is_not_a_property() {
     assert_eq!(
         sidecar.property::<gstreasoning::reasoningsidecar::ReasoningBackend>("backend"),
         gstreasoning::reasoningsidecar::ReasoningBackend::OpenAi
+    );
+    assert_eq!(
+        sidecar.property::<gstreasoning::reasoningsidecar::ReasoningLocalRuntime>("local-runtime"),
+        gstreasoning::reasoningsidecar::ReasoningLocalRuntime::Candle
     );
     assert_eq!(
         sidecar.property::<String>("base-url"),

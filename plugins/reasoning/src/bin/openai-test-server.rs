@@ -1,13 +1,15 @@
 //! `openai-test-server`: a small OpenAI-compatible chat-completions server over real HTTP/1.1,
-//! answering with the same local backend as the element (SmolLM2 GGUF through candle).
+//! answering with the same local backend as the element (SmolLM2 GGUF through llama.cpp, or
+//! candle with `--runtime candle`).
 //!
 //! It exists so that the `openai` backend is tested against a real server process on loopback,
-//! including its faults, without compiling llama.cpp (see the crate README). It serves
+//! including faults that a production server cannot be asked to make. It serves
 //! `POST /v1/chat/completions` with `"stream": true` (SSE `chat.completion.chunk` events, then
 //! `data: [DONE]`) and without (one `chat.completion` object).
 //!
 //! ```text
-//! openai-test-server [--port N] [--model PATH] [--token-delay-ms N] [--fault MODE]
+//! openai-test-server [--port N] [--model PATH] [--runtime llama-cpp|candle] [--token-delay-ms N]
+//!                    [--fault MODE]
 //! ```
 //!
 //! It prints `listening http://127.0.0.1:PORT/v1` once ready, then one line per event on
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use gstreasoning::chat::ChatMessage;
-use gstreasoning::local::{self, GenerateParams, LocalModel, StopReason};
+use gstreasoning::local::{self, GenerateParams, LocalModel, LocalRuntime, StopReason};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -39,6 +41,7 @@ enum Fault {
 struct Config {
     port: u16,
     model: Option<PathBuf>,
+    runtime: LocalRuntime,
     token_delay: Duration,
     fault: Fault,
 }
@@ -47,6 +50,7 @@ fn parse_args() -> Result<Config, String> {
     let mut config = Config {
         port: 0,
         model: None,
+        runtime: LocalRuntime::default(),
         token_delay: Duration::ZERO,
         fault: Fault::None,
     };
@@ -56,6 +60,13 @@ fn parse_args() -> Result<Config, String> {
         match arg.as_str() {
             "--port" => config.port = value()?.parse().map_err(|err| format!("--port: {err}"))?,
             "--model" => config.model = Some(PathBuf::from(value()?)),
+            "--runtime" => {
+                config.runtime = match value()?.as_str() {
+                    "llama-cpp" => LocalRuntime::LlamaCpp,
+                    "candle" => LocalRuntime::Candle,
+                    other => return Err(format!("unknown runtime {other:?}")),
+                }
+            }
             "--token-delay-ms" => {
                 let ms: u64 = value()?
                     .parse()
@@ -74,7 +85,8 @@ fn parse_args() -> Result<Config, String> {
             }
             "--help" | "-h" => {
                 return Err("usage: openai-test-server [--port N] [--model PATH] \
-                            [--token-delay-ms N] [--fault none|status-500|garbage|malformed-sse|hang]"
+                            [--runtime llama-cpp|candle] [--token-delay-ms N] \
+                            [--fault none|status-500|garbage|malformed-sse|hang]"
                     .into());
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -115,7 +127,7 @@ fn main() {
                 }
             },
         };
-        match LocalModel::load(&path) {
+        match LocalModel::load(&path, config.runtime) {
             Ok(model) => Some(Arc::new(model)),
             Err(err) => {
                 eprintln!("{err}");

@@ -249,7 +249,12 @@ pub struct TextStream {
 impl TextStream {
     /// The text that the token completes (may be empty).
     pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> String {
-        self.pending.extend(tokenizer.token_bytes(id));
+        self.push_bytes(&tokenizer.token_bytes(id))
+    }
+
+    /// The text that the bytes of one token complete (may be empty).
+    pub fn push_bytes(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
         let valid = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),
             Err(err) if err.error_len().is_none() => err.valid_up_to(),

@@ -16,10 +16,10 @@ use interaction_protocol::context::{
 use interaction_protocol::events::Yield;
 use tokio::sync::Semaphore;
 
-use super::ReasoningBackend;
+use super::{ReasoningBackend, ReasoningLocalRuntime};
 use crate::backend::{self, Backend, Failure, OpenAiConfig, Request, ResultBuilder};
 use crate::chat;
-use crate::local::{self, LocalModel};
+use crate::local::{self, LocalModel, LocalRuntime};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -44,6 +44,7 @@ const DEFAULT_SUPERSEDE: bool = true;
 #[derive(Debug, Clone)]
 struct Settings {
     backend: ReasoningBackend,
+    local_runtime: ReasoningLocalRuntime,
     model_path: Option<String>,
     base_url: String,
     model: String,
@@ -62,6 +63,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             backend: ReasoningBackend::default(),
+            local_runtime: ReasoningLocalRuntime::default(),
             model_path: None,
             base_url: DEFAULT_BASE_URL.into(),
             model: DEFAULT_MODEL_NAME.into(),
@@ -98,7 +100,7 @@ enum PreparedBackend {
 struct State {
     prepared: Option<Prepared>,
     /// Carried across stop/start on purpose: loading the model is the expensive part.
-    model_cache: Option<(PathBuf, Arc<LocalModel>)>,
+    model_cache: Option<(PathBuf, LocalRuntime, Arc<LocalModel>)>,
     /// The sink segment, when it is a TIME segment.
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
 }
@@ -235,16 +237,24 @@ impl ReasoningSidecar {
             _ => interaction_runtime::model_file(local::DEFAULT_MODEL)
                 .map_err(|err| gst::error_msg!(gst::ResourceError::NotFound, ("{}", err)))?,
         };
-        if let Some((cached, model)) = &lock(&self.state).model_cache
+        let runtime = LocalRuntime::from(settings.local_runtime);
+        if let Some((cached, cached_runtime, model)) = &lock(&self.state).model_cache
             && *cached == path
+            && *cached_runtime == runtime
         {
             return Ok(model.clone());
         }
-        gst::info!(CAT, imp = self, "loading {}", path.display());
-        let model = LocalModel::load(&path)
+        gst::info!(
+            CAT,
+            imp = self,
+            "loading {} with {}",
+            path.display(),
+            runtime.name()
+        );
+        let model = LocalModel::load(&path, runtime)
             .map(Arc::new)
             .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{}", err)))?;
-        lock(&self.state).model_cache = Some((path, model.clone()));
+        lock(&self.state).model_cache = Some((path, runtime, model.clone()));
         Ok(model)
     }
 
@@ -845,11 +855,20 @@ impl ObjectImpl for ReasoningSidecar {
                     .blurb("Who answers: the in-process GGUF model or an OpenAI-compatible server")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "local-runtime",
+                    ReasoningLocalRuntime::default(),
+                )
+                .nick("Local runtime")
+                .blurb("What runs the local backend's GGUF model: llama.cpp or candle")
+                .mutable_ready()
+                .build(),
                 glib::ParamSpecString::builder("model-path")
                     .nick("Model path")
                     .blurb(
-                        "GGUF file for the local backend (llama architecture, gpt2 tokenizer); \
-                         unset: SmolLM2-135M-Instruct from the model cache",
+                        "GGUF file for the local backend (llama-cpp: any architecture llama.cpp \
+                         knows; candle: llama architecture, gpt2 tokenizer); unset: \
+                         SmolLM2-135M-Instruct from the model cache",
                     )
                     .mutable_ready()
                     .build(),
@@ -947,6 +966,7 @@ impl ObjectImpl for ReasoningSidecar {
         let string = || value.get::<Option<String>>().ok().flatten();
         match pspec.name() {
             "backend" => settings.backend = value.get().unwrap_or_default(),
+            "local-runtime" => settings.local_runtime = value.get().unwrap_or_default(),
             "model-path" => settings.model_path = string(),
             "base-url" => settings.base_url = string().unwrap_or_else(|| DEFAULT_BASE_URL.into()),
             "model" => settings.model = string().unwrap_or_else(|| DEFAULT_MODEL_NAME.into()),
@@ -971,6 +991,7 @@ impl ObjectImpl for ReasoningSidecar {
         let settings = lock(&self.settings);
         match pspec.name() {
             "backend" => settings.backend.to_value(),
+            "local-runtime" => settings.local_runtime.to_value(),
             "model-path" => settings.model_path.to_value(),
             "base-url" => settings.base_url.to_value(),
             "model" => settings.model.to_value(),

