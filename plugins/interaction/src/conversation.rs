@@ -51,7 +51,12 @@ pub enum Action {
     Backchannel { text: String, at: u64 },
     /// A *prepare* event on `speech`: text the synthesizer may synthesise ahead, because it
     /// will probably be said soon (an answer that arrived while the user is speaking).
-    Prepare { text: String, at: u64 },
+    /// `partial`: more of it is still to come, so its end may be mid-sentence.
+    Prepare {
+        text: String,
+        partial: bool,
+        at: u64,
+    },
     /// A caption on `transcript`.
     Caption(Caption),
     /// A context package on `reasoning`.
@@ -155,6 +160,8 @@ struct Request {
     interrupted: bool,
     /// Text of this request's results so far (to tell cumulative finals from deltas).
     received: String,
+    /// Its final result has arrived.
+    complete: bool,
 }
 
 /// The conversation state. One per element; replaced on flush.
@@ -169,8 +176,9 @@ pub struct Conversation {
     request: Option<Request>,
     /// Result text waiting for the user to stop speaking: (request id, text).
     pending: VecDeque<(Option<u64>, String)>,
-    /// The start of the queued text that went out in a *prepare* (whole sentences only).
+    /// The queued text that went out in the last *prepare*, and whether it was the whole answer.
     prepared: String,
+    prepared_whole: bool,
     /// Actions produced outside a step (progress events), emitted at the next step.
     deferred: Vec<Action>,
     /// The latest visual observation (one entry per class), for the context packages.
@@ -203,6 +211,7 @@ impl Conversation {
             request: None,
             pending: VecDeque::new(),
             prepared: String::new(),
+            prepared_whole: false,
             deferred: Vec::new(),
             observations: Vec::new(),
             awaiting: None,
@@ -407,6 +416,7 @@ impl Conversation {
         // that is still on its way: the user's new turn gets an answer of its own.
         self.pending.clear();
         self.prepared.clear();
+        self.prepared_whole = false;
         if let Some(r) = self.request.as_mut() {
             r.interrupted = true;
             r.answered = true;
@@ -630,6 +640,7 @@ impl Conversation {
             answered: false,
             interrupted: false,
             received: String::new(),
+            complete: false,
         });
         let json = self.context_json(id, trigger, now);
         out.push(Action::Context {
@@ -751,6 +762,7 @@ impl Conversation {
                     text = text[r.received.len()..].to_owned();
                 }
                 r.received.push_str(&text);
+                r.complete |= is_final;
             }
             if !text.trim().is_empty() {
                 self.pending.push_back((request_id, text));
@@ -758,9 +770,10 @@ impl Conversation {
         }
     }
 
-    /// The user is speaking and an answer waits (it arrived during their turn): its whole
-    /// sentences so far go out in a *prepare*, so that they start at once when the turn ends
-    /// instead of after a synthesis. Only a new utterance is prepared, each sentence once.
+    /// The user is speaking and an answer waits (it arrived during their turn): its text so far
+    /// goes out in a *prepare*, so that its sentences start at once when the turn ends instead
+    /// of after a synthesis. Only a new utterance is prepared, and only when its text grew or
+    /// became whole; the synthesizer picks the phrases that are complete (`partial`).
     fn prepare_pending(&mut self, now: u64, out: &mut Vec<Action>) {
         if self.current.is_some() {
             return;
@@ -772,15 +785,20 @@ impl Conversation {
         for (_, piece) in self.pending.iter().take_while(|(id, _)| *id == first) {
             text.push_str(piece);
         }
-        text.truncate(whole_sentences_end(&text));
-        if text.len() <= self.prepared.len() || !text.starts_with(self.prepared.as_str()) {
+        let whole = self
+            .request
+            .as_ref()
+            .is_some_and(|r| Some(r.id) == first && r.complete);
+        if text == self.prepared && whole == self.prepared_whole {
             return;
         }
         out.push(Action::Prepare {
             text: text.clone(),
+            partial: !whole,
             at: now,
         });
         self.prepared = text;
+        self.prepared_whole = whole;
     }
 
     /// End of a micro-turn: speak queued results or a filler when the user lets us.
@@ -790,6 +808,7 @@ impl Conversation {
             return;
         }
         self.prepared.clear();
+        self.prepared_whole = false;
         while let Some((request_id, text)) = self.pending.pop_front() {
             let continues = self
                 .current
@@ -864,28 +883,6 @@ impl Conversation {
 /// Bus message: the agent said a filler because reasoning was slow (`text`, `request-id`).
 pub const FILLER: &str = "interaction/filler";
 
-/// The end of the last whole sentence in `text` (after its `.`, `!` or `?` and any closing
-/// quote or bracket, when whitespace or the end follows), or 0.
-fn whole_sentences_end(text: &str) -> usize {
-    let mut end = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        if !matches!(c, '.' | '!' | '?') {
-            continue;
-        }
-        while chars
-            .next_if(|&(_, q)| matches!(q, '"' | '\'' | ')' | ']' | '\u{201d}' | '\u{2019}'))
-            .is_some()
-        {}
-        match chars.peek() {
-            None => end = text.len(),
-            Some(&(i, w)) if w.is_whitespace() => end = i,
-            Some(_) => {}
-        }
-    }
-    end
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -946,32 +943,38 @@ mod tests {
         assert_eq!(package.trigger.running_time_ns, 1_200_000_000);
     }
 
-    #[test]
-    fn results_wait_for_the_user_and_progress_truncates_the_record() {
+    /// A conversation where the user said "hi" (turn ended at 1 ms) and waits for the answer.
+    fn asked_hi() -> Conversation {
         let mut c = Conversation::new(ConversationConfig::default());
-        let mut out = Vec::new();
         c.user_turn_ended(
             vec![caption("hi", 0, MS)],
             "silence",
             MS,
             None,
             MS,
-            &mut out,
+            &mut Vec::new(),
         );
-        out.clear();
+        c
+    }
+
+    #[test]
+    fn results_wait_for_the_user_and_progress_truncates_the_record() {
+        let mut c = asked_hi();
+        let mut out = Vec::new();
         c.on_text(&[result("Hello there. ", 1, false)], 2 * MS, &mut out);
         c.tick(2 * MS, true, &mut out);
         assert_eq!(
             out,
             [Action::Prepare {
-                text: "Hello there.".into(),
+                text: "Hello there. ".into(),
+                partial: true,
                 at: 2 * MS
             }],
-            "the user is speaking: nothing is said, the answer's sentence is prepared"
+            "the user is speaking: nothing is said, the answer so far is prepared"
         );
         out.clear();
         c.tick(2 * MS, true, &mut out);
-        assert!(out.is_empty(), "each sentence is prepared once");
+        assert!(out.is_empty(), "the same text is prepared once");
         c.tick(3 * MS, false, &mut out);
         assert!(
             matches!(&out[0], Action::Speak { utterance_id: 1, text, .. } if text == "Hello there. ")
@@ -1111,14 +1114,33 @@ mod tests {
     }
 
     #[test]
-    fn only_whole_sentences_are_prepared() {
-        assert_eq!(whole_sentences_end("The museum opens"), 0);
-        assert_eq!(whole_sentences_end("It opens at 9.30 on"), 0);
-        let text = "It opens at ten. It closes";
-        assert_eq!(&text[..whole_sentences_end(text)], "It opens at ten.");
-        let text = "Really? \"Yes!\" she said";
-        assert_eq!(&text[..whole_sentences_end(text)], "Really? \"Yes!\"");
-        assert_eq!(whole_sentences_end("Done."), 5);
+    fn a_growing_answer_is_prepared_partial_then_whole() {
+        let mut c = asked_hi();
+        let mut out = Vec::new();
+        // The user speaks again while the answer streams in.
+        c.on_text(&[result("Ask Dr", 1, false)], 2 * MS, &mut out);
+        c.tick(2 * MS, true, &mut out);
+        c.on_text(&[result(". Smith.", 1, false)], 3 * MS, &mut out);
+        c.tick(3 * MS, true, &mut out);
+        c.on_text(&[result("Ask Dr. Smith.", 1, true)], 4 * MS, &mut out);
+        c.tick(4 * MS, true, &mut out);
+        c.tick(5 * MS, true, &mut out);
+        let prepared: Vec<(&str, bool)> = out
+            .iter()
+            .map(|action| match action {
+                Action::Prepare { text, partial, .. } => (text.as_str(), *partial),
+                other => panic!("only prepares while the user speaks: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            prepared,
+            [
+                ("Ask Dr", true),
+                ("Ask Dr. Smith.", true),
+                // The final result adds no text but makes it whole: its last sentence too.
+                ("Ask Dr. Smith.", false)
+            ]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | [`Backchannel`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized) | `interaction/backchannel` | `text` (`gchararray`) |
 //! | [`Pause`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized; `…_OOB` accepted) | `interaction/pause` | `utterance-id` (`guint64`, optional), `max-duration` (`guint64` ns, optional) |
 //! | [`Resume`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized; `…_OOB` accepted) | `interaction/resume` | `utterance-id` (`guint64`, optional) |
-//! | [`Prepare`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized) | `interaction/prepare` | `phrases` (`gchararray`: one phrase per line) |
+//! | [`Prepare`] | downstream | `GST_EVENT_CUSTOM_DOWNSTREAM` (serialized) | `interaction/prepare` | `phrases` (`gchararray`: one phrase per line), `partial` (`gboolean`, optional, default false) |
 //! | [`Progress`] | upstream | `GST_EVENT_CUSTOM_UPSTREAM` | `interaction/progress` | `utterance-id` (`guint64`), `characters` (`guint64`), `bytes` (`guint64`), `running-time` (`guint64` ns), `reason` (`gchararray`: `phrase`, `completed` or `interrupted`) |
 //!
 //! ## What each event means
@@ -40,8 +40,11 @@
 //!   A synthesizer may synthesise them ahead, while it is idle, and keep their audio, so that
 //!   they start without a synthesis delay when they come. It changes nothing else: the phrases
 //!   are spoken only when they arrive as text (or as a *backchannel*). An interaction model
-//!   sends its fillers once, after its first segment, and an answer's sentences while it holds
-//!   that answer back for the user.
+//!   sends its fillers once, after its first segment, and an answer's text while it holds
+//!   that answer back for the user. With `partial` true, the text is still arriving: its last
+//!   line may stop mid-sentence, so the receiver prepares only the phrases it knows to be
+//!   complete (the sender may send the grown text again; phrases already prepared cost
+//!   nothing). Without it every line is a whole phrase.
 //! - **progress**: how much of an utterance the listener has really heard. `characters` is the
 //!   number of Unicode scalar values (Rust `char`s) of the utterance text played so far,
 //!   `bytes` the same position as a UTF-8 byte offset (always on a character boundary), and
@@ -280,6 +283,8 @@ impl Backchannel {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Prepare {
     pub phrases: Vec<String>,
+    /// The last phrase may be unfinished: text still arriving (see the module docs).
+    pub partial: bool,
 }
 
 impl Prepare {
@@ -295,6 +300,7 @@ impl Prepare {
         gst::event::CustomDownstream::new(
             gst::Structure::builder(PREPARE)
                 .field("phrases", lines.join("\n"))
+                .field("partial", self.partial)
                 .build(),
         )
     }
@@ -310,6 +316,7 @@ impl Prepare {
                 .filter(|p| !p.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            partial: structure.get::<bool>("partial").unwrap_or(false),
         })
     }
 }
@@ -450,14 +457,30 @@ mod tests {
         init();
         let event = Prepare {
             phrases: vec!["One moment.".into(), "  ".into(), "Let me\nthink.".into()],
+            partial: false,
         }
         .to_event();
         assert_eq!(event.type_(), gst::EventType::CustomDownstream);
         assert!(event.is_serialized());
         assert_eq!(
-            Prepare::parse(&event).unwrap().phrases,
-            vec!["One moment.".to_owned(), "Let me think.".to_owned()]
+            Prepare::parse(&event).unwrap(),
+            Prepare {
+                phrases: vec!["One moment.".to_owned(), "Let me think.".to_owned()],
+                partial: false,
+            }
         );
+        let partial = Prepare {
+            phrases: vec!["It opens at ten. Dr".into()],
+            partial: true,
+        };
+        assert_eq!(Prepare::parse(&partial.to_event()), Some(partial));
+        // A sender that does not know the field: whole phrases.
+        let bare = gst::event::CustomDownstream::new(
+            gst::Structure::builder(PREPARE)
+                .field("phrases", "Hello.")
+                .build(),
+        );
+        assert!(!Prepare::parse(&bare).unwrap().partial);
         assert_eq!(Speak::parse(&event), None);
     }
 

@@ -440,9 +440,57 @@ impl Utf8Stream {
     }
 }
 
+/// The phrases a *prepare* event asks for, split as each line would be when spoken. With
+/// `partial`, the last line is text still arriving: only its phrases the splitter knows to be
+/// complete are given (not its unfinished end, nor a last sentence that may yet go on, like
+/// "Dr." before "Smith").
+pub fn phrases_to_prepare(config: SplitConfig, lines: &[String], partial: bool) -> Vec<String> {
+    let last = lines.len().saturating_sub(1);
+    let mut texts = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        let mut splitter = PhraseSplitter::new(config);
+        let mut phrases = splitter.push(line);
+        if !(partial && index == last) {
+            phrases.extend(splitter.finish());
+        }
+        texts.extend(phrases.into_iter().map(|p| p.text));
+    }
+    texts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_prepare_gives_only_complete_phrases() {
+        let config = SplitConfig::default();
+        let lines = |text: &str| vec![text.to_owned()];
+        let answer = "The museum opens at ten. Dr. Smith leads the first tour";
+        assert_eq!(
+            phrases_to_prepare(config, &lines(answer), true),
+            ["The museum opens at ten."],
+            "the unfinished sentence and the abbreviation wait"
+        );
+        assert!(phrases_to_prepare(config, &lines("It opens at 9."), true).is_empty());
+        assert_eq!(
+            phrases_to_prepare(config, &lines("It opens at 9.30 today. Come"), true),
+            ["It opens at 9.30 today."]
+        );
+        // Whole phrases (fillers, a finished answer): everything, split as it will be spoken.
+        assert_eq!(
+            phrases_to_prepare(
+                config,
+                &[String::from("One moment."), lines(answer)[0].clone()],
+                false
+            ),
+            [
+                "One moment.",
+                "The museum opens at ten.",
+                "Dr. Smith leads the first tour"
+            ]
+        );
+    }
 
     fn texts(phrases: &[Phrase]) -> Vec<&str> {
         phrases.iter().map(|p| p.text.as_str()).collect()

@@ -636,7 +636,13 @@ fn prepared_phrases_start_without_a_synthesis() {
         let mut h = harness(&[]);
         if prepare {
             let phrases = vec!["One moment.".to_owned()];
-            h.push_event(Prepare { phrases }.to_event());
+            h.push_event(
+                Prepare {
+                    phrases,
+                    partial: false,
+                }
+                .to_event(),
+            );
             // The worker prepares while the element is idle.
             std::thread::sleep(std::time::Duration::from_secs(3));
         }

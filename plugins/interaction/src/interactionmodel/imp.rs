@@ -502,10 +502,11 @@ impl InteractionModel {
                     };
                     self.speech_pad.push_event(event.to_event());
                 }
-                Action::Prepare { text, .. } => {
-                    gst::debug!(CAT, imp = self, "prepare {text:?}");
+                Action::Prepare { text, partial, .. } => {
+                    gst::debug!(CAT, imp = self, "prepare {text:?} (partial: {partial})");
                     let event = Prepare {
                         phrases: vec![text],
+                        partial,
                     };
                     self.speech_pad.push_event(event.to_event());
                 }
@@ -647,7 +648,11 @@ impl InteractionModel {
                 // The synthesizer may get the phrases said at once ready now (*prepare*).
                 let phrases = self.quick_phrases();
                 if !phrases.is_empty() {
-                    self.speech_pad.push_event(Prepare { phrases }.to_event());
+                    let event = Prepare {
+                        phrases,
+                        partial: false,
+                    };
+                    self.speech_pad.push_event(event.to_event());
                 }
                 true
             }

@@ -24,7 +24,7 @@ use interaction_protocol::events::{
 };
 
 use super::Backend;
-use crate::text::{Phrase, PhraseSplitter, SplitConfig, Utf8Stream, speakable};
+use crate::text::{self, Phrase, PhraseSplitter, SplitConfig, Utf8Stream, speakable};
 use crate::voice::{CachedVoice, EspeakVoice, PiperVoice, SynthParams, SynthesisSink, Voice};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -761,17 +761,15 @@ impl SpeechSynth {
     }
 
     /// Queues the phrases of a *prepare* event, split as text would be, for the phrase cache.
+    /// Of a `partial` one's last line only the phrases the splitter knows to be complete.
     fn handle_prepare(&self, request: Prepare) -> bool {
         let Some(shared) = self.shared() else {
             return true;
         };
         let config = lock(&self.settings).split_config();
-        let mut texts = Vec::new();
-        for phrase in &request.phrases {
-            let mut splitter = PhraseSplitter::new(config);
-            let mut phrases = splitter.push(phrase);
-            phrases.extend(splitter.finish());
-            texts.extend(phrases.into_iter().map(|p| p.text));
+        let texts = text::phrases_to_prepare(config, &request.phrases, request.partial);
+        if texts.is_empty() {
+            return true;
         }
         gst::debug!(CAT, imp = self, "Preparing {texts:?}");
         let mut queue = shared.lock();
@@ -1559,19 +1557,12 @@ fn worker_loop(
         };
         let settings = lock(&settings).clone();
         let started = std::time::Instant::now();
-        let job = match job {
-            Job {
-                kind: JobKind::Prepare(phrases),
-                epoch,
-                ..
-            } => {
+        let (text, phrase, silence_ms, end_marker) = match job.kind {
+            JobKind::Prepare(phrases) => {
+                let epoch = job.epoch;
                 prepare_phrases(&element, &shared, voice.as_mut(), &settings, epoch, phrases);
                 continue;
             }
-            job => job,
-        };
-        let (text, phrase, silence_ms, end_marker) = match job.kind {
-            JobKind::Prepare(_) => (None, None, 0, false),
             JobKind::Phrase { phrase, silence_ms } => {
                 (speakable(&phrase.text), Some(phrase), silence_ms, false)
             }
