@@ -156,6 +156,10 @@ impl Whisper {
                 .map_err(|e| model_error(e.to_string()))?
                 .with_intra_threads(options.threads)
                 .map_err(|e| model_error(e.to_string()))?
+                // Idle workers sleep instead of spinning: they would take the core that the
+                // element's streaming thread (VAD, Smart Turn) needs between two runs.
+                .with_config_entry("session.intra_op.allow_spinning", "0")
+                .map_err(|e| model_error(e.to_string()))?
                 .commit_from_file(path)
                 .map_err(|e| model_error(e.to_string()))
         };

@@ -10,7 +10,7 @@ use crate::conversation::{Action, Caption, Conversation};
 use crate::engine::{AudioRing, Engine, StepInfo};
 use crate::models::{SileroVad, SmartTurn, VadState};
 use crate::policy::{PolicyConfig, PolicyEvent, TurnDetection, TurnPolicy};
-use crate::transcriber::TranscriberWorker;
+use crate::transcriber::{Completions, TranscriberWorker};
 use crate::vision::Vision;
 
 const MS: u64 = 1_000_000;
@@ -85,7 +85,10 @@ pub struct Cascade {
     audio_buffer: Vec<f32>,
     last_timing: Option<TranscriptTiming>,
     pending: std::collections::VecDeque<PendingTurn>,
-    /// Live pipelines do not wait for transcripts (they follow in a later micro-turn).
+    /// Jobs the transcriber had finished when [`Cascade::deliver`] last looked.
+    completions_seen: u64,
+    /// Live pipelines do not wait for transcripts in the step (they follow as soon as they
+    /// are ready, see [`Engine::transcripts_pending`]).
     live: bool,
     /// The visual observations, when the package has the image classifier and they are on.
     vision: Option<Vision>,
@@ -119,6 +122,7 @@ impl Cascade {
             audio_buffer: Vec::new(),
             last_timing: None,
             pending: std::collections::VecDeque::new(),
+            completions_seen: 0,
             live: false,
             vision: None,
         }
@@ -232,6 +236,10 @@ impl Cascade {
         conversation: &mut Conversation,
         out: &mut Vec<Action>,
     ) -> Result<(), String> {
+        // Counted before looking: a job that finishes after this is seen by the next wait.
+        if let Some(asr) = self.asr.as_ref() {
+            self.completions_seen = asr.completions().count();
+        }
         while let Some(turn) = self.pending.front_mut() {
             let waited_from = std::time::Instant::now();
             let mut timing = TranscriptTiming::default();
@@ -495,6 +503,20 @@ impl Engine for Cascade {
 
     fn set_live(&mut self, live: bool) {
         self.live = live;
+    }
+
+    fn transcripts_pending(&self) -> Option<(Completions, u64)> {
+        let asr = self.asr.as_ref()?;
+        (self.live && !self.pending.is_empty()).then(|| (asr.completions(), self.completions_seen))
+    }
+
+    fn deliver_ready(
+        &mut self,
+        now: u64,
+        conversation: &mut Conversation,
+        out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        self.deliver(false, now, conversation, out)
     }
 
     fn update(&mut self, policy: &PolicyConfig) {

@@ -47,10 +47,29 @@ pub trait Engine: Send {
         false
     }
 
-    /// Whether the pipeline is live: a live engine never waits for slow work (transcripts
-    /// follow in a later micro-turn); a non-live one waits, so its output does not depend on
+    /// Whether the pipeline is live: a live engine never waits for slow work in its step
+    /// (transcripts follow when ready); a non-live one waits, so its output does not depend on
     /// thread timing.
     fn set_live(&mut self, _live: bool) {}
+
+    /// Live: an ended turn's transcripts are still being made. Gives a handle to wait for the
+    /// transcriber with and the count of finished jobs to wait past; the element waits without
+    /// holding its state, after pushing the step's output, then calls
+    /// [`Engine::deliver_ready`], so captions and the context package leave as soon as the
+    /// transcript exists instead of at the next micro-turn.
+    fn transcripts_pending(&self) -> Option<(crate::transcriber::Completions, u64)> {
+        None
+    }
+
+    /// Hands over the transcripts that are ready now (see [`Engine::transcripts_pending`]).
+    fn deliver_ready(
+        &mut self,
+        _now: u64,
+        _conversation: &mut Conversation,
+        _out: &mut Vec<Action>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 
     /// New thresholds (a property changed while running).
     fn update(&mut self, _policy: &crate::policy::PolicyConfig) {}

@@ -8,7 +8,7 @@
 //! so a non-live run gives the same output whatever the thread timing.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,43 @@ pub struct Transcription {
 
 type JobResult = (u64, Result<Transcription, String>);
 
+/// Counts finished jobs, so that a thread that holds none of the worker's state can wait for
+/// the next one (the element waits for an ended turn's transcript without holding its lock).
+#[derive(Debug, Clone, Default)]
+pub struct Completions {
+    finished: Arc<(Mutex<u64>, Condvar)>,
+}
+
+impl Completions {
+    /// Jobs finished so far.
+    pub fn count(&self) -> u64 {
+        *self.finished.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until more than `seen` jobs have finished, or `deadline`; true if they have.
+    pub fn wait_past(&self, seen: u64, deadline: Instant) -> bool {
+        let (count, changed) = &*self.finished;
+        let mut count = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *count <= seen {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            count = changed
+                .wait_timeout(count, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn finished_one(&self) {
+        let (count, changed) = &*self.finished;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        changed.notify_all();
+    }
+}
+
 /// The worker thread and its queues.
 pub struct TranscriberWorker {
     jobs: Option<mpsc::Sender<(u64, Vec<f32>)>>,
@@ -36,6 +73,7 @@ pub struct TranscriberWorker {
     done: HashMap<u64, Result<Transcription, String>>,
     next_id: u64,
     thread: Option<JoinHandle<()>>,
+    completions: Completions,
 }
 
 impl std::fmt::Debug for TranscriberWorker {
@@ -50,6 +88,8 @@ impl TranscriberWorker {
     pub fn start(mut backend: Box<dyn Transcribe>) -> Result<Self, String> {
         let (job_tx, job_rx) = mpsc::channel::<(u64, Vec<f32>)>();
         let (result_tx, result_rx) = mpsc::channel::<JobResult>();
+        let completions = Completions::default();
+        let finished = completions.clone();
         let thread = std::thread::Builder::new()
             .name("interaction-asr".into())
             .spawn(move || {
@@ -63,6 +103,7 @@ impl TranscriberWorker {
                     if result_tx.send((id, result)).is_err() {
                         break;
                     }
+                    finished.finished_one();
                 }
             })
             .map_err(|e| format!("cannot start the transcription thread: {e}"))?;
@@ -72,7 +113,13 @@ impl TranscriberWorker {
             done: HashMap::new(),
             next_id: 1,
             thread: Some(thread),
+            completions,
         })
+    }
+
+    /// A handle to wait for finished jobs with.
+    pub fn completions(&self) -> Completions {
+        self.completions.clone()
     }
 
     /// Queues `audio`; returns the job id.
@@ -165,5 +212,35 @@ mod tests {
         assert_eq!(first.text, "16000 samples");
         assert!((first.audio_seconds - 1.0).abs() < 1e-9);
         assert!(worker.wait(a, Duration::from_millis(10)).is_err());
+    }
+
+    struct Slow;
+    impl Transcribe for Slow {
+        fn transcribe(&mut self, _audio: &[f32]) -> Result<String, String> {
+            std::thread::sleep(Duration::from_millis(150));
+            Ok("done".into())
+        }
+    }
+
+    #[test]
+    fn completions_wake_a_waiter_without_the_worker() {
+        let mut worker = TranscriberWorker::start(Box::new(Slow)).unwrap();
+        let completions = worker.completions();
+        let seen = completions.count();
+        let started = Instant::now();
+        let id = worker.submit(vec![0.0; 160]).unwrap();
+        // Too short a wait: false, and the job is still to come.
+        assert!(!completions.wait_past(seen, started + Duration::from_millis(20)));
+        assert!(worker.poll(id).is_none());
+        // Woken when the job finishes, not at the deadline.
+        let deadline = started + Duration::from_secs(5);
+        assert!(completions.wait_past(seen, deadline));
+        let woke = started.elapsed();
+        assert!(
+            woke >= Duration::from_millis(150) && woke < Duration::from_secs(2),
+            "{woke:?}"
+        );
+        assert_eq!(completions.count(), seen + 1);
+        assert_eq!(worker.poll(id).unwrap().unwrap().text, "done");
     }
 }

@@ -22,6 +22,10 @@ use crate::engine::Engine;
 use crate::package;
 use crate::stats::LatencyStats;
 
+/// A live step waits for a finished turn's transcripts until this long before the next
+/// micro-turn is due.
+const LATE_MARGIN: Duration = Duration::from_millis(40);
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "interactionmodel",
@@ -433,7 +437,52 @@ impl InteractionModel {
                 );
             }
         }
-        result
+        let result = result?;
+        self.deliver_late_transcripts(started + budget.saturating_sub(LATE_MARGIN), now)?;
+        Ok(result)
+    }
+
+    /// Live: waits (until `deadline`, before the next micro-turn is due) for the transcripts of
+    /// a turn that ended, without holding the state, and pushes their captions and context
+    /// package the moment they are ready instead of at the next micro-turn.
+    fn deliver_late_transcripts(
+        &self,
+        deadline: Instant,
+        now: u64,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        loop {
+            let pending = {
+                let state = lock(&self.state);
+                state
+                    .engine
+                    .as_ref()
+                    .and_then(|engine| engine.transcripts_pending())
+            };
+            let Some((completions, seen)) = pending else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            if !completions.wait_past(seen, deadline) {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            let mut actions = Vec::new();
+            {
+                let mut state = lock(&self.state);
+                let state = &mut *state;
+                let Some(engine) = state.engine.as_mut() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                engine
+                    .deliver_ready(now, &mut state.conversation, &mut actions)
+                    .map_err(|e| {
+                        gst::element_imp_error!(self, gst::StreamError::Failed, ["{e}"]);
+                        gst::FlowError::Error
+                    })?;
+            }
+            if !actions.is_empty() {
+                gst::debug!(CAT, imp = self, "transcripts ready after the step");
+                self.push_actions(actions)?;
+            }
+        }
     }
 
     fn push_text(
