@@ -18,9 +18,11 @@ demo: setup
 	$(CARGO) build --release --workspace
 	bash scripts/demo.sh
 
+# --all-targets: the build resolves features as `cargo test` does (dev-dependencies on), so the
+# test step reuses it instead of compiling every crate, llama.cpp included, a second time.
 test: setup lint
 	@bash scripts/test-fetcher.sh
-	$(CARGO) build --workspace
+	$(CARGO) build --workspace --all-targets
 	@bash scripts/check-plugins.sh $(CURDIR)/target/debug
 	GST_PLUGIN_PATH=$(CURDIR)/target/debug bash scripts/cargo-test.sh --workspace
 
