@@ -251,29 +251,13 @@ fn results_are_stamped_with_running_time() {
 
 #[test]
 fn missing_model_fails_at_start_with_a_clear_message() {
-    init();
-    let pipeline = gst::parse::launch(
-        "appsrc caps=application/x-interaction-context ! \
-         reasoningsidecar model-path=/nonexistent/model.gguf ! fakesink",
-    )
-    .expect("parses");
-    assert!(pipeline.set_state(gst::State::Playing).is_err());
-    let bus = pipeline.bus().expect("bus");
-    let message = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
-        .expect("an error message");
-    let gst::MessageView::Error(error) = message.view() else {
-        unreachable!()
-    };
-    assert!(
-        error
-            .error()
-            .to_string()
-            .contains("/nonexistent/model.gguf"),
-        "{}",
-        error.error()
-    );
-    pipeline.set_state(gst::State::Null).expect("stops");
+    for runtime in ["llama-cpp", "candle"] {
+        let message = start_error(std::path::Path::new("/nonexistent/model.gguf"), runtime);
+        assert!(
+            message.contains("/nonexistent/model.gguf"),
+            "{runtime}: {message}"
+        );
+    }
 }
 
 #[test]

@@ -177,8 +177,10 @@ impl CachedVoice {
         self.entries.is_empty()
     }
 
-    fn keeps(&self, text: &str) -> bool {
-        self.max_phrases > 0 && text.chars().count() <= self.max_chars
+    /// Whether a phrase of `text` is kept, with `max_chars` the limit that applies (a
+    /// synthesis or a *prepare*).
+    fn keeps(&self, text: &str, max_chars: usize) -> bool {
+        self.max_phrases > 0 && text.chars().count() <= max_chars
     }
 
     fn position(&self, text: &str, params: &SynthParams) -> Option<usize> {
@@ -247,7 +249,7 @@ impl Voice for CachedVoice {
             }
             return Ok(());
         }
-        if !self.keeps(text) {
+        if !self.keeps(text, self.max_chars) {
             return self.inner.synthesize(text, params, sink);
         }
         let mut tee = Tee {
@@ -264,7 +266,7 @@ impl Voice for CachedVoice {
     }
 
     fn prepare(&mut self, text: &str, params: &SynthParams) -> Result<bool, VoiceError> {
-        if self.max_phrases == 0 || text.chars().count() > self.max_prepared_chars {
+        if !self.keeps(text, self.max_prepared_chars) {
             return Ok(false);
         }
         if self.position(text, params).is_some() {
