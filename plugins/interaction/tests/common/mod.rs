@@ -43,6 +43,19 @@ fn run_command(command: &mut Command) {
     );
 }
 
+/// `path` with this process's and thread's id before its extension: a scratch name no other
+/// test writes to.
+fn unique(path: &Path) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scratch");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("tmp");
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    path.with_file_name(format!("{stem}.{}-{thread}.{ext}", std::process::id()))
+}
+
 /// `text` spoken by espeak-ng, as 16 kHz mono f32 with espeak's leading and trailing
 /// silence trimmed (so the script's silences are the only ones).
 pub fn espeak(text: &str) -> Vec<f32> {
@@ -52,16 +65,20 @@ pub fn espeak(text: &str) -> Vec<f32> {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .take(60)
         .collect();
-    let raw = dir.join(format!("{name}.espeak.wav"));
+    let raw = unique(&dir.join(format!("{name}.espeak.wav")));
     let wav = dir.join(format!("{name}.wav"));
     if !wav.is_file() {
         run_command(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
+        let converted = unique(&wav);
         run_command(
             Command::new("sox")
                 .arg(&raw)
                 .args(["-r", "16000", "-c", "1", "-b", "16"])
-                .arg(&wav),
+                .arg(&converted),
         );
+        // Tests of one binary run in parallel and may ask for the same sentence: each writes
+        // its own file and renames it into place, so no test reads a half-written one.
+        std::fs::rename(&converted, &wav).unwrap();
     }
     trim(read_16k(&wav))
 }
@@ -79,7 +96,7 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
     if let Some((prefix, ms)) = pause {
         name.push_str(&format!("-pause{}-{ms}", prefix.split_whitespace().count()));
     }
-    let raw = dir.join(format!("{name}.piper.wav"));
+    let raw = unique(&dir.join(format!("{name}.piper.wav")));
     let wav = dir.join(format!("{name}.wav"));
     let cut_file = dir.join(format!("{name}.cut"));
     if !wav.is_file() {
@@ -100,13 +117,18 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
             "piper_say.py failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        std::fs::write(&cut_file, &output.stdout).unwrap();
+        // Own files renamed into place, the WAV last (see `espeak`).
+        let cut_written = unique(&cut_file);
+        std::fs::write(&cut_written, &output.stdout).unwrap();
+        std::fs::rename(&cut_written, &cut_file).unwrap();
+        let converted = unique(&wav);
         run_command(
             Command::new("sox")
                 .arg(&raw)
                 .args(["-r", "16000", "-c", "1", "-b", "16"])
-                .arg(&wav),
+                .arg(&converted),
         );
+        std::fs::rename(&converted, &wav).unwrap();
     }
     let cut = std::fs::read_to_string(&cut_file)
         .ok()
