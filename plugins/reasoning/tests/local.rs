@@ -359,14 +359,17 @@ fn pipeline_file_runs() {
 fn concurrency_limit_queues_requests() {
     // Side by side (no superseding) with one slot: the second request starts only when the
     // first has ended, so none of its results comes before the first one's final result.
+    // The timeout counts the wait for the slot too, so request 2 needs time for both answers:
+    // on a loaded 2-core CI machine the 30 s default was not always enough.
     let rig = Rig::new(&[
         ("max-tokens", "24"),
         ("supersede", "false"),
         ("max-concurrent", "1"),
+        ("timeout", "120000"),
     ]);
     rig.push(&package(1, "What is the capital of France?"));
     rig.push(&package(2, "What is the capital of Italy?"));
-    let results = rig.finish(GENEROUS);
+    let results = rig.finish(Duration::from_secs(150));
     let final_of_1 = results
         .iter()
         .position(|r| r.request_id == 1 && r.is_final)
@@ -379,6 +382,7 @@ fn concurrency_limit_queues_requests() {
     assert!(
         results
             .iter()
-            .any(|r| r.request_id == 2 && r.is_final && r.error.is_none())
+            .any(|r| r.request_id == 2 && r.is_final && r.error.is_none()),
+        "{results:?}"
     );
 }
