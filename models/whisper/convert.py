@@ -11,6 +11,7 @@ Output: <cache>/derived/whisper-tiny-en/
                  -> logits f32[batch,n,51864], present_k.<l>, present_v.<l> f32[batch,6,past+n,64]
                  The positional embedding of the new tokens starts at `past` (the cache length),
                  so the decoder needs no separate offset input; past+n must stay <= 448.
+  encoder-int8.onnx, decoder-int8.onnx  the same graphs with int8 MatMul weights (quantize.py)
   vocabulary.txt, config.json, METADATA (the licence file), manifest.json
 <cache> is $GST_INTERACTION_CACHE, else $XDG_CACHE_HOME/gst-interaction, else ~/.cache/gst-interaction.
 
@@ -32,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quantize import quantize_folder  # noqa: E402
 
 D_MODEL = 384
 N_HEADS = 6
@@ -315,6 +319,7 @@ def main():
     encoder, decoder = build_encoder(weights), build_decoder(weights)
     onnx.save(encoder, tmp / "encoder.onnx")
     onnx.save(decoder, tmp / "decoder.onnx")
+    quantize_folder(tmp)
     for name in ("vocabulary.txt", "config.json", "METADATA"):
         shutil.copyfile(args.source / name, tmp / name)
     manifest = {
@@ -333,6 +338,11 @@ def main():
         "tokens": {"endoftext": 50256, "startoftranscript": 50257, "notimestamps": 50362, "prompt": [50257, 50362], "max_positions": MAX_TARGET_POSITIONS},
         "encoder": {"file": "encoder.onnx", "sha256": sha256(tmp / "encoder.onnx"), **io_names(encoder)},
         "decoder": {"file": "decoder.onnx", "sha256": sha256(tmp / "decoder.onnx"), **io_names(decoder)},
+        "int8": {
+            "by": "models/whisper/quantize.py (onnxruntime.quantization.quantize_dynamic, MatMul weights int8)",
+            "encoder": {"file": "encoder-int8.onnx", "sha256": sha256(tmp / "encoder-int8.onnx")},
+            "decoder": {"file": "decoder-int8.onnx", "sha256": sha256(tmp / "decoder-int8.onnx")},
+        },
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     if args.out.exists():

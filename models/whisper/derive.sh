@@ -13,9 +13,9 @@ stamp=$out/.stamp
 for f in model.bin config.json vocabulary.txt METADATA; do
   [[ -f $source_dir/$f ]] || { echo "whisper: $source_dir/$f is missing; fetch the models first (scripts/setup.sh)" >&2; exit 1; }
 done
-want=$(cd "$here" && sha256sum convert.py derive.sh "$source_dir"/{model.bin,config.json,vocabulary.txt,METADATA} | cut -d' ' -f1 | sha256sum | cut -d' ' -f1)
+want=$(cd "$here" && sha256sum convert.py quantize.py derive.sh "$source_dir"/{model.bin,config.json,vocabulary.txt,METADATA} | cut -d' ' -f1 | sha256sum | cut -d' ' -f1)
 complete=1
-for f in encoder.onnx decoder.onnx vocabulary.txt config.json METADATA manifest.json; do
+for f in encoder.onnx decoder.onnx encoder-int8.onnx decoder-int8.onnx vocabulary.txt config.json METADATA manifest.json; do
   [[ -f $out/$f ]] || complete=0
 done
 if ((complete)) && [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then

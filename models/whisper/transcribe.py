@@ -127,14 +127,16 @@ def bytes_decoder() -> dict:
 
 
 class Whisper:
-    def __init__(self, model_dir: Path, threads: int = 0):
-        for name in ("encoder.onnx", "decoder.onnx", "vocabulary.txt", "config.json"):
+    def __init__(self, model_dir: Path, threads: int = 0, int8: bool = False):
+        suffix = "-int8" if int8 else ""
+        encoder, decoder = f"encoder{suffix}.onnx", f"decoder{suffix}.onnx"
+        for name in (encoder, decoder, "vocabulary.txt", "config.json"):
             if not (model_dir / name).is_file():
                 raise SystemExit(f"whisper: {model_dir / name} is missing; run models/whisper/derive.sh (or scripts/setup.sh)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        self.encoder = ort.InferenceSession(str(model_dir / "encoder.onnx"), options, providers=["CPUExecutionProvider"])
-        self.decoder = ort.InferenceSession(str(model_dir / "decoder.onnx"), options, providers=["CPUExecutionProvider"])
+        self.encoder = ort.InferenceSession(str(model_dir / encoder), options, providers=["CPUExecutionProvider"])
+        self.decoder = ort.InferenceSession(str(model_dir / decoder), options, providers=["CPUExecutionProvider"])
         self.vocabulary = (model_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
         config = json.loads((model_dir / "config.json").read_text())
         self.suppress = np.zeros(EOT + 1, bool)
@@ -180,8 +182,9 @@ def main():
     parser.add_argument("--json", action="store_true", help="one JSON object per WAV: file, tokens, text")
     parser.add_argument("--max-tokens", type=int, default=224)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
+    parser.add_argument("--int8", action="store_true", help="the int8 graphs (encoder-int8.onnx, decoder-int8.onnx)")
     args = parser.parse_args()
-    whisper = Whisper(args.model, args.threads)
+    whisper = Whisper(args.model, args.threads, args.int8)
     for wav in args.wavs:
         tokens, text = whisper.transcribe(read_audio(wav), args.max_tokens)
         if args.json:

@@ -6,6 +6,7 @@
 //! Environment: WHISPER_BENCH_THREADS (comma-separated ONNX Runtime intra-op thread counts to
 //! compare, default "1,2"; 0 = ONNX Runtime's choice), WHISPER_BENCH_WINDOWS (comma-separated
 //! window lengths in log-mel frames, default "3000,1000": Whisper's 30 s and a 10 s window),
+//! WHISPER_BENCH_GRAPHS (default "f32,int8": the converted graphs and their int8 copies),
 //! WHISPER_BENCH_RUNS (timed runs per utterance, default 5). The machine's load average is
 //! printed before and after, since other work on the same cores changes every number.
 
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use interaction_asr::{Whisper, WhisperOptions, default_model_dir};
+use interaction_asr::{Whisper, WhisperFiles, WhisperOptions, default_model_dir};
 
 const UTTERANCES: [&str; 2] = [
     "Please turn off the lights in the kitchen.",
@@ -92,9 +93,19 @@ fn main() {
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
+    // The f32 graphs and their int8 copies (the element's default), in the same process: the
+    // f32 rows are the baseline of the int8 speed-up.
+    let graphs: Vec<String> = std::env::var("WHISPER_BENCH_GRAPHS")
+        .unwrap_or_else(|_| "f32,int8".into())
+        .split(',')
+        .map(|v| v.trim().to_owned())
+        .filter(|v| v == "f32" || v == "int8")
+        .collect();
     for threads in thread_counts {
         for &window_frames in &windows {
-            bench(threads, window_frames, runs, &audio);
+            for graph in &graphs {
+                bench(graph, threads, window_frames, runs, &audio);
+            }
         }
     }
     println!(
@@ -103,14 +114,19 @@ fn main() {
     );
 }
 
-fn bench(threads: usize, window_frames: usize, runs: usize, utterances: &[Vec<f32>]) {
+fn bench(graph: &str, threads: usize, window_frames: usize, runs: usize, utterances: &[Vec<f32>]) {
     let options = WhisperOptions {
         threads,
         window_frames,
         ..WhisperOptions::default()
     };
     let start = Instant::now();
-    let mut whisper = match Whisper::load_with(default_model_dir(), &options) {
+    let files = if graph == "int8" {
+        WhisperFiles::int8_in_dir(default_model_dir())
+    } else {
+        WhisperFiles::in_dir(default_model_dir())
+    };
+    let mut whisper = match Whisper::load_files(&files, &options) {
         Ok(whisper) => whisper,
         Err(error) => {
             eprintln!("whisper bench: {error}");
@@ -118,7 +134,7 @@ fn bench(threads: usize, window_frames: usize, runs: usize, utterances: &[Vec<f3
         }
     };
     println!(
-        "\nthreads={threads} (0 = ONNX Runtime default), window {window_frames} frames, load {:.0} ms",
+        "\n{graph} graphs, threads={threads} (0 = ONNX Runtime default), window {window_frames} frames, load {:.0} ms",
         ms(start.elapsed())
     );
     println!(

@@ -21,7 +21,7 @@ pub use vocab::Vocabulary;
 pub use wer::{WordErrors, word_error_rate, word_errors};
 pub use whisper::{
     HOP, MAX_POSITIONS, N_MELS, PROMPT, SAMPLE_RATE, Timings, Transcript, WINDOW_FRAMES,
-    WINDOW_SAMPLES, Whisper, WhisperOptions, default_model_dir,
+    WINDOW_SAMPLES, Whisper, WhisperFiles, WhisperOptions, default_model_dir,
 };
 
 /// Everything that can go wrong, with a message a user can act on.

@@ -83,6 +83,40 @@ pub struct Timings {
     pub decoder_steps: usize,
 }
 
+/// The four files of a converted Whisper (`models/whisper/convert.py`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhisperFiles {
+    pub encoder: PathBuf,
+    pub decoder: PathBuf,
+    pub vocabulary: PathBuf,
+    pub config: PathBuf,
+}
+
+impl WhisperFiles {
+    /// `encoder.onnx`, `decoder.onnx`, `vocabulary.txt` and `config.json` in `dir` (the f32
+    /// graphs).
+    pub fn in_dir(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        WhisperFiles {
+            encoder: dir.join("encoder.onnx"),
+            decoder: dir.join("decoder.onnx"),
+            vocabulary: dir.join("vocabulary.txt"),
+            config: dir.join("config.json"),
+        }
+    }
+
+    /// The same folder with the int8 graphs `encoder-int8.onnx` and `decoder-int8.onnx`
+    /// (`models/whisper/quantize.py`), the ones the element's default package uses.
+    pub fn int8_in_dir(dir: impl AsRef<Path>) -> Self {
+        let dir = dir.as_ref();
+        WhisperFiles {
+            encoder: dir.join("encoder-int8.onnx"),
+            decoder: dir.join("decoder-int8.onnx"),
+            ..Self::in_dir(dir)
+        }
+    }
+}
+
 /// Whisper tiny.en on ONNX Runtime. See the crate documentation.
 pub struct Whisper {
     encoder: Session,
@@ -124,25 +158,31 @@ impl Whisper {
     /// As [`Whisper::load`], with options. Checks the graphs' input and output names and the
     /// vocabulary at once, so a wrong or damaged folder fails here, not mid-stream.
     pub fn load_with(dir: impl AsRef<Path>, options: &WhisperOptions) -> Result<Self, Error> {
-        let dir = dir.as_ref();
+        Self::load_files(&WhisperFiles::in_dir(dir), options)
+    }
+
+    /// As [`Whisper::load_with`], from four named files (a model package names its own, for
+    /// instance the int8 graphs `encoder-int8.onnx` and `decoder-int8.onnx`).
+    pub fn load_files(files: &WhisperFiles, options: &WhisperOptions) -> Result<Self, Error> {
         if !(2..=WINDOW_FRAMES).contains(&options.window_frames) {
             return Err(Error::Options(format!(
                 "window_frames must be 2..={WINDOW_FRAMES}, got {}",
                 options.window_frames
             )));
         }
-        let file = |name: &str| -> Result<PathBuf, Error> {
-            let path = dir.join(name);
+        let file = |path: &Path| -> Result<PathBuf, Error> {
             if path.is_file() {
-                Ok(path)
+                Ok(path.to_owned())
             } else {
-                Err(Error::MissingFile { path })
+                Err(Error::MissingFile {
+                    path: path.to_owned(),
+                })
             }
         };
-        let encoder_path = file("encoder.onnx")?;
-        let decoder_path = file("decoder.onnx")?;
-        let vocabulary = Vocabulary::load(&file("vocabulary.txt")?)?;
-        let (suppress, suppress_begin) = load_suppression(&file("config.json")?)?;
+        let encoder_path = file(&files.encoder)?;
+        let decoder_path = file(&files.decoder)?;
+        let vocabulary = Vocabulary::load(&file(&files.vocabulary)?)?;
+        let (suppress, suppress_begin) = load_suppression(&file(&files.config)?)?;
 
         let environment = interaction_runtime::ort_environment()?;
         let open = |path: &Path| -> Result<Session, Error> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::{LazyLock, Mutex};
 
-use interaction_asr::{Whisper, WhisperOptions, default_model_dir, word_error_rate};
+use interaction_asr::{Whisper, WhisperFiles, WhisperOptions, default_model_dir, word_error_rate};
 
 /// One loaded model for every test in this binary (loading takes about half a second).
 /// One ONNX Runtime thread: the tests run in parallel on small machines.
@@ -86,10 +86,11 @@ fn espeak_speech_is_transcribed_and_matches_the_python_reference() {
     );
 }
 
-/// Issue 6's bar: WER <= 10 % on Piper speech, here for the recogniser alone.
-#[test]
-fn piper_speech_is_transcribed_within_ten_percent_wer() {
-    let dir = common::scratch_dir("whisper_speech");
+/// SENTENCES spoken by the Piper voice into `scratch` (one folder per test: they run in
+/// parallel), checked against the Python reference run with `reference_args`: each WER
+/// <= 10 % and the very same tokens.
+fn check_piper_sentences(whisper: &mut Whisper, scratch: &str, reference_args: &[&str]) {
+    let dir = common::scratch_dir(scratch);
     let items: Vec<(&str, std::path::PathBuf)> = SENTENCES
         .iter()
         .enumerate()
@@ -97,13 +98,16 @@ fn piper_speech_is_transcribed_within_ten_percent_wer() {
         .collect();
     common::piper_wavs(&items);
     let wavs: Vec<_> = items.into_iter().map(|(_, wav)| wav).collect();
-    let reference_tokens = common::python_reference_tokens(&wavs);
+    let reference_tokens = common::python_reference_tokens_with(&wavs, reference_args);
     for ((text, wav), python_tokens) in SENTENCES.iter().zip(&wavs).zip(&reference_tokens) {
-        let transcript = whisper()
+        let transcript = whisper
             .transcribe(&common::read_16k(wav))
             .expect("transcribe");
         let wer = word_error_rate(text, &transcript.text);
-        eprintln!("Piper {text:?} -> {:?} (WER {wer:.3})", transcript.text);
+        eprintln!(
+            "Piper {reference_args:?} {text:?} -> {:?} (WER {wer:.3})",
+            transcript.text
+        );
         assert!(
             wer <= 0.10,
             "WER {wer} for {text:?}: got {:?}",
@@ -111,9 +115,28 @@ fn piper_speech_is_transcribed_within_ten_percent_wer() {
         );
         assert_eq!(
             &transcript.tokens, python_tokens,
-            "Rust and Python differ for {text:?}"
+            "Rust and Python differ for {text:?} ({reference_args:?})"
         );
     }
+}
+
+/// Issue 6's bar: WER <= 10 % on Piper speech, here for the recogniser alone.
+#[test]
+fn piper_speech_is_transcribed_within_ten_percent_wer() {
+    check_piper_sentences(&mut whisper(), "whisper_speech", &[]);
+}
+
+/// The int8 graphs (the element's default package): the same bar on the same Piper speech,
+/// and the same tokens as the Python reference on the same int8 graphs.
+#[test]
+fn int8_graphs_transcribe_piper_speech_within_ten_percent_wer() {
+    let options = WhisperOptions {
+        threads: 1,
+        ..WhisperOptions::default()
+    };
+    let mut int8 = Whisper::load_files(&WhisperFiles::int8_in_dir(default_model_dir()), &options)
+        .unwrap_or_else(|e| panic!("load the int8 Whisper (run scripts/setup.sh first): {e}"));
+    check_piper_sentences(&mut int8, "whisper_speech_int8", &["--int8"]);
 }
 
 #[test]

@@ -26,8 +26,13 @@ use gstinteraction::stats::quantile;
 use interaction_protocol::events::messages;
 use interaction_protocol::packet::Packet;
 
-const UTTERANCE: &str = "What is the weather like in Paris today?";
-const ROUNDS: usize = 4;
+/// About 3 s of espeak-ng speech (the utterance length).
+const UTTERANCE: &str = "Could you tell me what the weather will be like in Paris tomorrow?";
+/// Turns in a session; each starts 25 ms later against the 200 ms micro-turn grid than the
+/// one before, so that the eight together see every place the end of speech can fall in a
+/// micro-turn (it decides whether Whisper starts one micro-turn before the decision or in
+/// the same one).
+const ROUNDS: usize = 8;
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
@@ -50,10 +55,14 @@ fn main() {
     let mut cascade = load_cascade(&package, &options, &provider).expect("models load");
     println!("load average before: {}", load_average());
 
-    // A session: ROUNDS × (1 s idle, the question, 1.5 s of silence), then 4 s idle.
+    // A session: ROUNDS × (1 s idle and 25 ms more per turn, the question, 1.5 s of silence),
+    // then 4 s idle.
     let mut script = Script::default();
-    for _ in 0..ROUNDS {
-        script = script.silence(1000).say(UTTERANCE).silence(1500);
+    for round in 0..ROUNDS {
+        script = script
+            .silence(1000 + 25 * round as u64)
+            .say(UTTERANCE)
+            .silence(1500);
     }
     let script = script.silence(4000).whole_turns();
     let utterance_seconds = (script.spoken[0].2 - script.spoken[0].1) as f64 / 1e9;
@@ -71,9 +80,22 @@ fn main() {
     let from = (start / 1_000_000 * 16) as usize;
     let to = (end / 1_000_000 * 16) as usize;
     let audio = &script.audio[from..to];
+    // The package's graphs (int8 in the default package) against the f32 ones they were
+    // quantised from, in the same process: the f32 row is the baseline of the int8 speed-up.
     let asr_dir = package.file("asr-encoder").unwrap().parent().unwrap();
-    for window in [30.0, 10.0] {
-        let mut whisper = whisper_backend(asr_dir, window).expect("whisper");
+    let package_files = interaction_asr::WhisperFiles {
+        encoder: package.file("asr-encoder").unwrap().to_owned(),
+        decoder: package.file("asr-decoder").unwrap().to_owned(),
+        vocabulary: package.file("asr-vocabulary").unwrap().to_owned(),
+        config: package.file("asr-config").unwrap().to_owned(),
+    };
+    let f32_files = interaction_asr::WhisperFiles::in_dir(asr_dir);
+    for (label, files, window) in [
+        ("package graphs", &package_files, 30.0),
+        ("f32 graphs", &f32_files, 30.0),
+        ("package graphs", &package_files, 10.0),
+    ] {
+        let mut whisper = whisper_backend(files, window).expect("whisper");
         let _ = whisper.transcribe(audio);
         let mut times: Vec<u64> = (0..5)
             .map(|_| {
@@ -86,7 +108,12 @@ fn main() {
         times.sort_unstable();
         let median = Duration::from_nanos(times[2]);
         println!(
-            "Whisper tiny.en, {window:.0} s window, {utterance_seconds:.2} s utterance: {:.1} ms, real-time factor {:.3}",
+            "Whisper tiny.en, {label} ({}), {window:.0} s window, {utterance_seconds:.2} s utterance: {:.1} ms, real-time factor {:.3}",
+            files
+                .encoder
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
             median.as_secs_f64() * 1e3,
             median.as_secs_f64() / utterance_seconds
         );
@@ -118,6 +145,7 @@ fn session(
     let mut eot_to_transcript = Vec::new();
     let mut asr_times = Vec::new();
     let mut actions = Vec::new();
+    let (run_before, skipped_before) = cascade.transcription_counts().unwrap_or_default();
     let origin = Instant::now();
     for (k, packet) in packets.iter().enumerate() {
         if live {
@@ -138,8 +166,8 @@ fn session(
         conversation.tick(now, info.user_busy, &mut actions);
         let elapsed = started.elapsed().as_nanos() as u64;
         // As the live element does after pushing the step's output: wait for an ended turn's
-        // transcript until 40 ms before the next micro-turn, and hand it over when ready.
-        let deadline = started + Duration::from_millis(160);
+        // transcript until LATE_MARGIN before the next micro-turn, and hand it over when ready.
+        let deadline = started + Duration::from_millis(200) - gstinteraction::engine::LATE_MARGIN;
         while let Some((completions, seen)) = cascade.transcripts_pending() {
             if !completions.wait_past(seen, deadline) {
                 break;
@@ -224,6 +252,13 @@ fn session(
             .map(|ns| (ms(*ns) * 10.0).round() / 10.0)
             .collect::<Vec<_>>()
     );
+    let (run, skipped) = cascade.transcription_counts().unwrap_or_default();
+    println!(
+        "transcriptions: {} run, {} skipped (superseded before they started), for {} turns",
+        run - run_before,
+        skipped - skipped_before,
+        end_of_turn.len()
+    );
     let wait_p50 = quantile(&eot_to_transcript, 0.5);
     let asr_p50 = quantile(&asr_times, 0.5);
     println!(
@@ -232,10 +267,14 @@ fn session(
         ms(eot_to_transcript.iter().copied().max().unwrap_or(0)),
         ms(asr_p50),
         wait_p50 as f64 / asr_p50.max(1) as f64,
-        if !eot_to_transcript.is_empty() && eot_to_transcript.iter().all(|w| *w <= 150_000_000) {
-            "met"
+        if !live {
+            "(live only: here the next micro-turn comes at once, so Whisper has no head start)"
+        } else if !eot_to_transcript.is_empty()
+            && eot_to_transcript.iter().all(|w| *w <= 150_000_000)
+        {
+            "met in every turn"
         } else {
-            "NOT met"
+            "NOT met in every turn"
         }
     );
 }

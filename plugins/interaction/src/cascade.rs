@@ -22,6 +22,11 @@ const MAX_TURN_TRAIL: u64 = 300 * MS;
 /// Audio kept after the last voiced frame (equal to the policy's hangover, so the audio is
 /// already there when the participant is known to have stopped).
 const POST_ROLL: u64 = 96 * MS;
+/// Silence at the end of a micro-turn after which the participant's transcription starts,
+/// before the hangover has passed: one VAD frame. A micro-turn later the end of the turn may
+/// already be decided (the pause is 200 ms), and Whisper then has that micro-turn's head
+/// start. If the participant goes on speaking, the newer job supersedes the guess.
+const EARLY_SILENCE: u64 = 32 * MS;
 
 /// Settings of the cascade.
 #[derive(Debug, Clone)]
@@ -148,6 +153,11 @@ impl Cascade {
         self.last_timing
     }
 
+    /// Transcriptions run and skipped (superseded before they started) so far.
+    pub fn transcription_counts(&self) -> Option<(u64, u64)> {
+        self.asr.as_ref().map(TranscriberWorker::counts)
+    }
+
     fn label(&self, track: usize) -> String {
         match self.tracks.get(track) {
             Some(t) if t.name != "audio" && !t.name.is_empty() => t.name.clone(),
@@ -194,7 +204,7 @@ impl Cascade {
         }
         let audio = self.span_audio(track, span);
         if let Some(asr) = self.asr.as_mut() {
-            let id = asr.submit(audio)?;
+            let id = asr.submit(track, audio)?;
             self.tracks[track].job = Some((span, id));
         }
         Ok(())
@@ -210,6 +220,9 @@ impl Cascade {
             };
             self.submit(track, span)?;
             let job = self.tracks[track].job.take().map(|(_, id)| id);
+            if let (Some(id), Some(asr)) = (job, self.asr.as_ref()) {
+                asr.pin(id);
+            }
             parts.push(Part {
                 label: self.label(track),
                 span,
@@ -474,6 +487,19 @@ impl Engine for Cascade {
                 max_probability = max_probability.max(probability);
                 self.policy
                     .frame(track, probability, end, frame_ns, agent_speaking);
+            }
+        }
+        // A participant silent for EARLY_SILENCE at the end of the micro-turn may have ended
+        // the turn: transcribe what there is now (the audio decides, not the thread timing,
+        // so a non-live run still gives the same output every time).
+        for track in 0..self.tracks.len() {
+            let t = &self.tracks[track];
+            let heard_up_to = t.ring.origin() + t.frames * frame_ns;
+            if self.policy.in_speech(track)
+                && let Some(span) = self.policy.turn_span(track)
+                && heard_up_to.saturating_sub(span.1) >= EARLY_SILENCE
+            {
+                self.submit(track, span)?;
             }
         }
         // Before the turn decisions, so that a context package of this micro-turn carries the

@@ -2,9 +2,17 @@
 //! [`Engine::step`] once per micro-turn; the engine reads the packet, runs its models, and
 //! turns what they decide into [`Action`]s through the shared [`Conversation`].
 
+use std::time::Duration;
+
 use interaction_protocol::packet::Packet;
 
 use crate::conversation::{Action, Conversation};
+
+/// A live step waits for a finished turn's transcripts (after pushing its own output) until
+/// this long before the next micro-turn is due. 10 ms leaves the streaming thread time to
+/// return for the next packet; the transcript of a turn decided in the same micro-turn that
+/// its speaker stopped is often ready 160-190 ms after the step began.
+pub const LATE_MARGIN: Duration = Duration::from_millis(10);
 
 /// What a step measured, for the per-micro-turn statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

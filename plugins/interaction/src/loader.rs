@@ -49,12 +49,14 @@ pub fn load_cascade(
             Some(SmartTurn::open(file("turn")?, provider)?)
         }
     };
-    let asr_dir = file("asr-encoder")?
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
+    let asr_files = interaction_asr::WhisperFiles {
+        encoder: file("asr-encoder")?.to_owned(),
+        decoder: file("asr-decoder")?.to_owned(),
+        vocabulary: file("asr-vocabulary")?.to_owned(),
+        config: file("asr-config")?.to_owned(),
+    };
     let asr = TranscriberWorker::start(whisper_backend(
-        &asr_dir,
+        &asr_files,
         package.frontend.asr_window_seconds,
     )?)?;
     let config = CascadeConfig {
@@ -91,9 +93,9 @@ impl Transcribe for WhisperBackend {
     }
 }
 
-/// Whisper tiny.en from `dir`, with a window of `window_seconds`.
+/// Whisper tiny.en from `files`, with a window of `window_seconds`.
 pub fn whisper_backend(
-    dir: &std::path::Path,
+    files: &interaction_asr::WhisperFiles,
     window_seconds: f64,
 ) -> Result<Box<dyn Transcribe>, String> {
     let options = interaction_asr::WhisperOptions {
@@ -106,7 +108,7 @@ pub fn whisper_backend(
         threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
         ..interaction_asr::WhisperOptions::default()
     };
-    interaction_asr::Whisper::load_with(dir, &options)
+    interaction_asr::Whisper::load_files(files, &options)
         .map(|w| Box::new(WhisperBackend(w)) as Box<dyn Transcribe>)
         .map_err(|e| e.to_string())
 }

@@ -181,6 +181,11 @@ impl TurnPolicy {
         self.tracks.iter().any(|t| t.in_speech)
     }
 
+    /// Whether `track` is in speech now (voiced, or silent for less than the hangover).
+    pub fn in_speech(&self, track: usize) -> bool {
+        self.tracks.get(track).is_some_and(|t| t.in_speech)
+    }
+
     /// Whether a user turn is open (speech heard, end not decided).
     pub fn in_turn(&self) -> bool {
         self.turn.is_some()

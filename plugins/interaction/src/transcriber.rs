@@ -7,7 +7,8 @@
 //! Results are only *used* at the end of a turn, and always for exactly the audio of the turn,
 //! so a non-live run gives the same output whatever the thread timing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,14 +67,42 @@ impl Completions {
     }
 }
 
+/// A queued transcription: `key` names the participant, so that a newer job of the same
+/// participant supersedes an older one that nobody has pinned yet.
+struct Job {
+    id: u64,
+    key: usize,
+    audio: Vec<f32>,
+}
+
+/// Shared between the worker thread and its owner.
+#[derive(Default)]
+struct Shared {
+    /// Jobs whose result will be asked for: never skipped.
+    pinned: Mutex<HashSet<u64>>,
+    /// Jobs run and jobs skipped (superseded before they started).
+    run: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Shared {
+    fn is_pinned(&self, id: u64) -> bool {
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+    }
+}
+
 /// The worker thread and its queues.
 pub struct TranscriberWorker {
-    jobs: Option<mpsc::Sender<(u64, Vec<f32>)>>,
+    jobs: Option<mpsc::Sender<Job>>,
     results: mpsc::Receiver<JobResult>,
     done: HashMap<u64, Result<Transcription, String>>,
     next_id: u64,
     thread: Option<JoinHandle<()>>,
     completions: Completions,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for TranscriberWorker {
@@ -86,14 +115,34 @@ impl std::fmt::Debug for TranscriberWorker {
 
 impl TranscriberWorker {
     pub fn start(mut backend: Box<dyn Transcribe>) -> Result<Self, String> {
-        let (job_tx, job_rx) = mpsc::channel::<(u64, Vec<f32>)>();
+        let (job_tx, job_rx) = mpsc::channel::<Job>();
         let (result_tx, result_rx) = mpsc::channel::<JobResult>();
         let completions = Completions::default();
         let finished = completions.clone();
+        let shared = Arc::new(Shared::default());
+        let worker_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("interaction-asr".into())
             .spawn(move || {
-                while let Ok((id, audio)) = job_rx.recv() {
+                let mut queue: VecDeque<Job> = VecDeque::new();
+                loop {
+                    if queue.is_empty() {
+                        match job_rx.recv() {
+                            Ok(job) => queue.push_back(job),
+                            Err(_) => break,
+                        }
+                    }
+                    queue.extend(job_rx.try_iter());
+                    let Some(Job { id, key, audio }) = queue.pop_front() else {
+                        continue;
+                    };
+                    // A newer job of the same participant is waiting: this one's audio was a
+                    // guess that the participant had stopped, and they went on speaking.
+                    if queue.iter().any(|j| j.key == key) && !worker_shared.is_pinned(id) {
+                        worker_shared.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    worker_shared.run.fetch_add(1, Ordering::Relaxed);
                     let started = Instant::now();
                     let result = backend.transcribe(&audio).map(|text| Transcription {
                         text,
@@ -114,7 +163,26 @@ impl TranscriberWorker {
             next_id: 1,
             thread: Some(thread),
             completions,
+            shared,
         })
+    }
+
+    /// Marks job `id` as wanted: a newer job of the same participant no longer skips it.
+    pub fn pin(&self, id: u64) {
+        self.shared
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id);
+    }
+
+    /// Jobs run and jobs skipped because a newer one of the same participant superseded
+    /// them before they started, since the worker started.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.shared.run.load(Ordering::Relaxed),
+            self.shared.skipped.load(Ordering::Relaxed),
+        )
     }
 
     /// A handle to wait for finished jobs with.
@@ -122,14 +190,16 @@ impl TranscriberWorker {
         self.completions.clone()
     }
 
-    /// Queues `audio`; returns the job id.
-    pub fn submit(&mut self, audio: Vec<f32>) -> Result<u64, String> {
+    /// Queues `audio` of participant `key`; returns the job id. Unless pinned ([`Self::pin`])
+    /// by the time the worker reaches it, the job is skipped if a newer job of the same `key`
+    /// is queued behind it; only pinned jobs may be waited for.
+    pub fn submit(&mut self, key: usize, audio: Vec<f32>) -> Result<u64, String> {
         let id = self.next_id;
         self.next_id += 1;
         self.jobs
             .as_ref()
             .ok_or("the transcription thread has stopped")?
-            .send((id, audio))
+            .send(Job { id, key, audio })
             .map_err(|_| "the transcription thread has stopped".to_owned())?;
         Ok(id)
     }
@@ -167,12 +237,18 @@ impl TranscriberWorker {
         self.done.remove(&id)
     }
 
-    /// Drops results nobody will ask for (superseded jobs), keeping memory flat.
+    /// Drops results nobody will ask for (superseded jobs) and their pins, keeping memory
+    /// flat.
     pub fn forget_except(&mut self, keep: &[u64]) {
         while let Ok((id, result)) = self.results.try_recv() {
             self.done.insert(id, result);
         }
         self.done.retain(|id, _| keep.contains(id));
+        self.shared
+            .pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id| keep.contains(id));
     }
 }
 
@@ -202,9 +278,9 @@ mod tests {
     #[test]
     fn jobs_come_back_by_id_in_any_order() {
         let mut worker = TranscriberWorker::start(Box::new(Count)).unwrap();
-        let a = worker.submit(vec![0.0; 16_000]).unwrap();
-        let b = worker.submit(vec![]).unwrap();
-        let c = worker.submit(vec![0.0; 8]).unwrap();
+        let a = worker.submit(0, vec![0.0; 16_000]).unwrap();
+        let b = worker.submit(1, vec![]).unwrap();
+        let c = worker.submit(2, vec![0.0; 8]).unwrap();
         let long = Duration::from_secs(5);
         assert_eq!(worker.wait(c, long).unwrap().text, "8 samples");
         assert_eq!(worker.wait(b, long).unwrap_err(), "empty");
@@ -228,7 +304,7 @@ mod tests {
         let completions = worker.completions();
         let seen = completions.count();
         let started = Instant::now();
-        let id = worker.submit(vec![0.0; 160]).unwrap();
+        let id = worker.submit(0, vec![0.0; 160]).unwrap();
         // Too short a wait: false, and the job is still to come.
         assert!(!completions.wait_past(seen, started + Duration::from_millis(20)));
         assert!(worker.poll(id).is_none());
@@ -242,5 +318,29 @@ mod tests {
         );
         assert_eq!(completions.count(), seen + 1);
         assert_eq!(worker.poll(id).unwrap().unwrap().text, "done");
+    }
+
+    #[test]
+    fn a_newer_job_of_the_same_participant_skips_an_unpinned_one() {
+        let mut worker = TranscriberWorker::start(Box::new(Slow)).unwrap();
+        // The worker is busy with `first` while the others queue behind it.
+        let first = worker.submit(0, vec![0.0; 160]).unwrap();
+        worker.pin(first);
+        std::thread::sleep(Duration::from_millis(30));
+        let guess = worker.submit(0, vec![0.0; 160]).unwrap();
+        let kept = worker.submit(1, vec![0.0; 160]).unwrap();
+        let pinned = worker.submit(1, vec![0.0; 160]).unwrap();
+        worker.pin(pinned);
+        let pinned_too = worker.submit(1, vec![0.0; 160]).unwrap();
+        worker.pin(kept);
+        let newest = worker.submit(0, vec![0.0; 160]).unwrap();
+        let long = Duration::from_secs(5);
+        // `guess` (participant 0, superseded by `newest`) is skipped; participant 1's pinned
+        // jobs all run, whatever came after them.
+        for id in [first, kept, pinned, pinned_too, newest] {
+            assert_eq!(worker.wait(id, long).unwrap().text, "done", "job {id}");
+        }
+        assert!(worker.poll(guess).is_none());
+        assert_eq!(worker.counts(), (5, 1));
     }
 }

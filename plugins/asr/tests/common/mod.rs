@@ -79,11 +79,17 @@ pub fn read_16k(wav: &Path) -> Vec<f32> {
 
 /// The Python reference transcriber's tokens (models/whisper/transcribe.py) for each WAV.
 pub fn python_reference_tokens(wavs: &[PathBuf]) -> Vec<Vec<u32>> {
+    python_reference_tokens_with(wavs, &[])
+}
+
+/// As [`python_reference_tokens`], with more arguments for transcribe.py (`--int8`).
+pub fn python_reference_tokens_with(wavs: &[PathBuf], extra: &[&str]) -> Vec<Vec<u32>> {
     let python = python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/whisper/transcribe.py");
     let output = Command::new(&python)
         .arg(&script)
         .args(["--json", "--threads", "1"])
+        .args(extra)
         .args(wavs)
         .output()
         .unwrap_or_else(|e| {

@@ -18,13 +18,9 @@ use interaction_protocol::packet::{self as microturn, Packet};
 use super::TurnDetectionMode;
 use crate::conversation::{Action, Conversation, ConversationConfig, Field};
 use crate::device::{self, Device, Provider};
-use crate::engine::Engine;
+use crate::engine::{Engine, LATE_MARGIN};
 use crate::package;
 use crate::stats::LatencyStats;
-
-/// A live step waits for a finished turn's transcripts until this long before the next
-/// micro-turn is due.
-const LATE_MARGIN: Duration = Duration::from_millis(40);
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
