@@ -239,7 +239,9 @@ fn session(
     println!(
         "all steps: p99 {:.1} ms -> goal p99 < 200 ms {}",
         ms(p99_all),
-        if p99_all < 200_000_000 {
+        if !live {
+            "(live only: a non-live end-of-turn step waits for Whisper by design)"
+        } else if p99_all < 200_000_000 {
             "met"
         } else {
             "NOT met"
