@@ -1,11 +1,14 @@
 //! Speech recognition off the streaming thread.
 //!
 //! A [`TranscriberWorker`] owns a [`Transcribe`] backend on its own thread. The cascade submits
-//! a participant's utterance as soon as that participant stops speaking (a short VAD silence),
-//! before the turn is known to have ended; when the turn ends, the final transcript of the
-//! same audio is usually ready or under way, and the element waits only for what remains.
-//! Results are only *used* at the end of a turn, and always for exactly the audio of the turn,
-//! so a non-live run gives the same output whatever the thread timing.
+//! a participant's utterance as soon as a micro-turn ends with that participant silent (one
+//! VAD frame), before the turn is known to have ended; when the turn ends, the final
+//! transcript of the same audio is usually ready or under way, and the element waits only for
+//! what remains. A guess that the participant had stopped is superseded by their next job: a
+//! queued job is skipped when a newer one of the same participant arrives, unless it was
+//! pinned (an ended turn waits for it). Results are only *used* at the end of a turn, and
+//! always for exactly the audio of the turn, so a non-live run gives the same output whatever
+//! the thread timing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
