@@ -16,7 +16,6 @@ The decoder's tied output projection is a Gemm with transB on the embedding, whi
 quantiser does not handle; it is rewritten as a MatMul on a transposed copy first, so the
 51 864 x 384 projection, half of a decoder step, reads 20 MB of int8 instead of 80 MB of f32.
 The token embedding (a Gather) keeps the f32 table.
-
 """
 
 import logging
@@ -36,7 +35,7 @@ def untie_output_projection(model: onnx.ModelProto) -> int:
     for node in model.graph.node:
         if node.op_type != "Gemm" or node.input[1] not in initializers:
             continue
-        attributes = {a.name: helper_value(a) for a in node.attribute}
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         if attributes.get("transB") != 1 or attributes.get("transA", 0) != 0 or len(node.input) != 2:
             raise SystemExit(f"whisper: unexpected Gemm {node.name} {attributes}: not made by convert.py")
         weight = numpy_helper.to_array(initializers[node.input[1]])
@@ -47,10 +46,6 @@ def untie_output_projection(model: onnx.ModelProto) -> int:
         del node.attribute[:]
         changed += 1
     return changed
-
-
-def helper_value(attribute):
-    return onnx.helper.get_attribute_value(attribute)
 
 
 def quantize(source: Path, target: Path, untie: bool = False):

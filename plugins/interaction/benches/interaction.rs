@@ -20,7 +20,7 @@ use common::*;
 use gstinteraction::conversation::{Action, Conversation, ConversationConfig};
 use gstinteraction::device::{CPU_PROVIDER, Device, Provider};
 use gstinteraction::engine::Engine;
-use gstinteraction::loader::{LoadOptions, load_cascade, whisper_backend};
+use gstinteraction::loader::{LoadOptions, load_cascade, whisper_backend, whisper_files};
 use gstinteraction::policy::PolicyConfig;
 use gstinteraction::stats::quantile;
 use interaction_protocol::events::messages;
@@ -83,12 +83,7 @@ fn main() {
     // The package's graphs (int8 in the default package) against the f32 ones they were
     // quantised from, in the same process: the f32 row is the baseline of the int8 speed-up.
     let asr_dir = package.file("asr-encoder").unwrap().parent().unwrap();
-    let package_files = interaction_asr::WhisperFiles {
-        encoder: package.file("asr-encoder").unwrap().to_owned(),
-        decoder: package.file("asr-decoder").unwrap().to_owned(),
-        vocabulary: package.file("asr-vocabulary").unwrap().to_owned(),
-        config: package.file("asr-config").unwrap().to_owned(),
-    };
+    let package_files = whisper_files(&package).expect("the package's Whisper files");
     let f32_files = interaction_asr::WhisperFiles::in_dir(asr_dir);
     for (label, files, window) in [
         ("package graphs", &package_files, 30.0),

@@ -49,14 +49,8 @@ pub fn load_cascade(
             Some(SmartTurn::open(file("turn")?, provider)?)
         }
     };
-    let asr_files = interaction_asr::WhisperFiles {
-        encoder: file("asr-encoder")?.to_owned(),
-        decoder: file("asr-decoder")?.to_owned(),
-        vocabulary: file("asr-vocabulary")?.to_owned(),
-        config: file("asr-config")?.to_owned(),
-    };
     let asr = TranscriberWorker::start(whisper_backend(
-        &asr_files,
+        &whisper_files(package)?,
         package.frontend.asr_window_seconds,
     )?)?;
     let config = CascadeConfig {
@@ -91,6 +85,23 @@ impl Transcribe for WhisperBackend {
             .map(|t| t.text)
             .map_err(|e| e.to_string())
     }
+}
+
+/// The Whisper files a cascade package names (`asr-encoder`, `asr-decoder`, `asr-vocabulary`,
+/// `asr-config`).
+pub fn whisper_files(package: &Package) -> Result<interaction_asr::WhisperFiles, String> {
+    let file = |role: &str| {
+        package
+            .file(role)
+            .map(std::path::Path::to_owned)
+            .map_err(|e| e.to_string())
+    };
+    Ok(interaction_asr::WhisperFiles {
+        encoder: file("asr-encoder")?,
+        decoder: file("asr-decoder")?,
+        vocabulary: file("asr-vocabulary")?,
+        config: file("asr-config")?,
+    })
 }
 
 /// Whisper tiny.en from `files`, with a window of `window_seconds`.
