@@ -13,7 +13,11 @@
 //! in, nor on which build ran ([`Path`]: AVX-512F on 16 lanes, AVX2 + FMA on 8, plain Rust on 8
 //! or 16): the streamed and offline outputs stay bit-identical whatever the chunking.
 
-use crate::spectrum::{MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place, periodic_hann};
+#[cfg(test)]
+use crate::spectrum::log10_floor_in_place;
+use crate::spectrum::{
+    LN2_HI, LN2_LO, LOG_P, MelFilterbank, SpectrumKind, has_avx2, periodic_hann,
+};
 
 /// Frames per call to [`BatchSpectrum::run`]: the 16 `f32` lanes of an AVX-512 register. The
 /// AVX2 and plain paths run such a call as batches of 8 lanes.
@@ -87,6 +91,11 @@ trait Simd<const L: usize>: Copy {
     /// `max(a, b)`; `b` where `a` is NaN.
     fn max(a: Self::V, b: Self::V) -> Self::V;
     fn sqrt(a: Self::V) -> Self::V;
+    /// `(e, m)` with `x = m · 2^e`, m ∈ [0.5, 1), for positive normal `x`: the biased exponent
+    /// field − 126 (as f32) and the mantissa bits with exponent field 126.
+    fn frexp(x: Self::V) -> (Self::V, Self::V);
+    /// `a < b ? t : f` per lane.
+    fn select_lt(a: Self::V, b: Self::V, t: Self::V, f: Self::V) -> Self::V;
 }
 
 /// The 8-lane operations that load frames into lanes (used by every path, 8 frames at a time).
@@ -141,6 +150,17 @@ impl<const L: usize> Simd<L> for Plain<L> {
     #[inline(always)]
     fn sqrt(a: [f32; L]) -> [f32; L] {
         std::array::from_fn(|j| a[j].sqrt())
+    }
+    #[inline(always)]
+    fn frexp(x: [f32; L]) -> ([f32; L], [f32; L]) {
+        let e = std::array::from_fn(|j| ((x[j].to_bits() >> 23) & 0xff) as i32 as f32 - 126.0);
+        let m =
+            std::array::from_fn(|j| f32::from_bits((x[j].to_bits() & 0x007f_ffff) | 0x3f00_0000));
+        (e, m)
+    }
+    #[inline(always)]
+    fn select_lt(a: [f32; L], b: [f32; L], t: [f32; L], f: [f32; L]) -> [f32; L] {
+        std::array::from_fn(|j| if a[j] < b[j] { t[j] } else { f[j] })
     }
 }
 
@@ -215,6 +235,24 @@ mod avx {
         #[inline(always)]
         fn sqrt(a: __m256) -> __m256 {
             unsafe { _mm256_sqrt_ps(a) }
+        }
+        #[inline(always)]
+        fn frexp(x: __m256) -> (__m256, __m256) {
+            unsafe {
+                let bits = _mm256_castps_si256(x);
+                let field =
+                    _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff));
+                let e = _mm256_sub_ps(_mm256_cvtepi32_ps(field), _mm256_set1_ps(126.0));
+                let m = _mm256_or_si256(
+                    _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
+                    _mm256_set1_epi32(0x3f00_0000),
+                );
+                (e, _mm256_castsi256_ps(m))
+            }
+        }
+        #[inline(always)]
+        fn select_lt(a: __m256, b: __m256, t: __m256, f: __m256) -> __m256 {
+            unsafe { _mm256_blendv_ps(f, t, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)) }
         }
     }
 
@@ -302,6 +340,24 @@ mod avx {
         #[inline(always)]
         fn sqrt(a: __m512) -> __m512 {
             unsafe { _mm512_sqrt_ps(a) }
+        }
+        #[inline(always)]
+        fn frexp(x: __m512) -> (__m512, __m512) {
+            unsafe {
+                let bits = _mm512_castps_si512(x);
+                let field =
+                    _mm512_and_si512(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(0xff));
+                let e = _mm512_sub_ps(_mm512_cvtepi32_ps(field), _mm512_set1_ps(126.0));
+                let m = _mm512_or_si512(
+                    _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
+                    _mm512_set1_epi32(0x3f00_0000),
+                );
+                (e, _mm512_castsi512_ps(m))
+            }
+        }
+        #[inline(always)]
+        fn select_lt(a: __m512, b: __m512, t: __m512, f: __m512) -> __m512 {
+            unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b), f, t) }
         }
     }
 }
@@ -718,6 +774,23 @@ impl BatchSpectrum {
         }
     }
 
+    /// Frames `0..count` of the last [`BatchSpectrum::run`], frame-major: frame `f`'s mel
+    /// values at `dst[f·n_mels..(f + 1)·n_mels]` (`dst` holds at least `count · n_mels`).
+    pub(crate) fn frames_into(&self, count: usize, dst: &mut [f32]) {
+        match self.path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: every path but the plain ones was chosen where the CPU has AVX2 and FMA.
+            Path::Avx2 | Path::Avx512 => unsafe { self.frames_into_avx2(count, dst) },
+            _ => transpose_out::<Plain<8>>(&self.out, count, dst),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn frames_into_avx2(&self, count: usize, dst: &mut [f32]) {
+        transpose_out::<Avx>(&self.out, count, dst);
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&mut self, region: &[f32], hop: usize, count: usize) {
@@ -731,8 +804,32 @@ impl BatchSpectrum {
     }
 }
 
-/// `count` frames as batches of `L` lanes, the mel sums of batch `g` into lanes
-/// `g·L..(g + 1)·L` of `out`, then log10 over the lanes written.
+/// `out` (`[n_mels]` vectors, lane = frame) to frame-major `dst`, by 8 × 8 blocks.
+#[inline(always)]
+fn transpose_out<R: Rows8>(out: &[Out], count: usize, dst: &mut [f32]) {
+    let n_mels = out.len();
+    assert!(count <= LANES && dst.len() >= count * n_mels);
+    let blocks = n_mels / 8;
+    for g in 0..count.div_ceil(8) {
+        for b in 0..blocks {
+            let rows: [R::V; 8] = std::array::from_fn(|r| R::load_slice(&out[8 * b + r][8 * g..]));
+            let cols = R::transpose(rows);
+            for (j, col) in cols.iter().enumerate().take(count - 8 * g) {
+                let at = (8 * g + j) * n_mels + 8 * b;
+                let d: &mut [f32; 8] = (&mut dst[at..at + 8]).try_into().expect("8 values");
+                R::store(*col, d);
+            }
+        }
+    }
+    for m in 8 * blocks..n_mels {
+        for f in 0..count {
+            dst[f * n_mels + m] = out[m][f];
+        }
+    }
+}
+
+/// `count` frames as batches of `L` lanes, the log10 mel sums of batch `g` into lanes
+/// `g·L..(g + 1)·L` of `out`.
 #[inline(always)]
 fn run_lanes<const L: usize, S: Simd<L>, R: Rows8>(
     t: &Tables,
@@ -750,14 +847,6 @@ fn run_lanes<const L: usize, S: Simd<L>, R: Rows8>(
         split::<L, S>(t, b);
         mel::<L, S>(t, b, out, done / L);
         done += n;
-    }
-    let used = count.div_ceil(L) * L;
-    if used == LANES {
-        log10_floor_in_place(out.as_flattened_mut(), 1e-10);
-    } else {
-        for o in out.iter_mut() {
-            log10_floor_in_place(&mut o[..used], 1e-10);
-        }
     }
 }
 
@@ -872,10 +961,32 @@ fn split<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
     }
 }
 
-/// The mel sums into lanes `g·L..(g + 1)·L` of `out`.
+/// `log10(max(v, floor))` per lane: the same IEEE operations in the same order as
+/// [`log10_floor_in_place`] (no fused multiply-adds), so the same bits.
+#[inline(always)]
+fn log10_floor<const L: usize, S: Simd<L>>(v: S::V, floor: S::V) -> S::V {
+    let one = S::splat(1.0);
+    let sqrt_half = S::splat(SQRT_HALF);
+    let (e, m) = S::frexp(S::max(v, floor));
+    // The integer `e − 1` of the scalar form is exact in f32 too.
+    let e = S::select_lt(m, sqrt_half, S::sub(e, one), e);
+    let m = S::select_lt(m, sqrt_half, S::sub(S::add(m, m), one), S::sub(m, one));
+    let z = S::mul(m, m);
+    let mut y = S::splat(LOG_P[0]);
+    for &c in &LOG_P[1..] {
+        y = S::add(S::mul(y, m), S::splat(c));
+    }
+    y = S::mul(y, S::mul(m, z));
+    y = S::add(y, S::mul(e, S::splat(LN2_LO)));
+    y = S::sub(y, S::mul(S::splat(0.5), z));
+    let ln = S::add(S::add(m, y), S::mul(e, S::splat(LN2_HI)));
+    S::mul(ln, S::splat(std::f32::consts::LOG10_E))
+}
+
+/// The mel sums, then log10, into lanes `g·L..(g + 1)·L` of `out`.
 #[inline(always)]
 fn mel<const L: usize, S: Simd<L>>(t: &Tables, b: &Buffers<L>, out: &mut [Out], g: usize) {
-    let zero = S::splat(0.0);
+    let (zero, floor) = (S::splat(0.0), S::splat(1e-10));
     for (m, o) in out.iter_mut().enumerate() {
         let w = &t.mel_weights[t.mel_offsets[m]..t.mel_offsets[m + 1]];
         let sp = &b.spec[t.mel_starts[m]..t.mel_starts[m] + w.len()];
@@ -883,7 +994,10 @@ fn mel<const L: usize, S: Simd<L>>(t: &Tables, b: &Buffers<L>, out: &mut [Out], 
         for (&wk, v) in w.iter().zip(sp) {
             acc = S::fma(S::load(v), S::splat(wk), acc);
         }
-        S::store(acc, &mut o.as_chunks_mut::<L>().0[g]);
+        S::store(
+            log10_floor::<L, S>(acc, floor),
+            &mut o.as_chunks_mut::<L>().0[g],
+        );
     }
 }
 
@@ -1003,6 +1117,75 @@ mod tests {
                 }
             }
             eprintln!("n_fft {n_fft} ({fast:?}): max |log10 mel − f64| = {worst:.2e}");
+        }
+    }
+
+    /// Every build's vector log10 gives the bits of the scalar [`log10_floor_in_place`].
+    #[test]
+    fn vector_log10_matches_the_scalar_form_bit_for_bit() {
+        let mut values = vec![f32::NAN, -1.0, 0.0, 1e-12, 1e-10, f32::MIN_POSITIVE, 3.0e38];
+        let mut x = 1e-10f32;
+        while x < 1e10 {
+            values.push(x);
+            x *= 1.000_71;
+        }
+        values.extend((0..4000).map(|i| 0.5 + i as f32 * 2.5e-4));
+        while !values.len().is_multiple_of(16) {
+            values.push(1.0);
+        }
+        let mut want = values.clone();
+        log10_floor_in_place(&mut want, 1e-10);
+        let floor = 1e-10;
+        let check = |name: &str, got: &[f32]| {
+            for ((g, w), v) in got.iter().zip(&want).zip(&values) {
+                assert_eq!(g.to_bits(), w.to_bits(), "{name}: log10({v}) = {g} vs {w}");
+            }
+        };
+        let plain: Vec<f32> = values
+            .as_chunks::<16>()
+            .0
+            .iter()
+            .flat_map(|c| log10_floor::<16, Plain<16>>(*c, [floor; 16]))
+            .collect();
+        check("plain", &plain);
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(c: &[f32; 8]) -> [f32; 8] {
+                let mut o = [0.0; 8];
+                Avx::store(
+                    log10_floor::<8, Avx>(Avx::load(c), Avx::splat(1e-10)),
+                    &mut o,
+                );
+                o
+            }
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            fn avx512(c: &[f32; 16]) -> [f32; 16] {
+                let mut o = [0.0; 16];
+                let v = log10_floor::<16, Avx512>(Avx512::load(c), Avx512::splat(1e-10));
+                Avx512::store(v, &mut o);
+                o
+            }
+            if has_avx2() {
+                // SAFETY: the CPU has AVX2 and FMA.
+                let got: Vec<f32> = values
+                    .as_chunks::<8>()
+                    .0
+                    .iter()
+                    .flat_map(|c| unsafe { avx2(c) })
+                    .collect();
+                check("avx2", &got);
+            }
+            if has_avx512() {
+                // SAFETY: the CPU has AVX-512F, AVX2 and FMA.
+                let got: Vec<f32> = values
+                    .as_chunks::<16>()
+                    .0
+                    .iter()
+                    .flat_map(|c| unsafe { avx512(c) })
+                    .collect();
+                check("avx512", &got);
+            }
         }
     }
 }

@@ -182,6 +182,8 @@ struct DmelFrame {
     spectrum: FrameSpectrum,
     mel: MelFilterbank,
     logmel: Vec<f32>,
+    /// The last batch's frames, frame-major.
+    frames: Vec<f32>,
     levels: Vec<u8>,
     log_min: f32,
     log_max: f32,
@@ -221,10 +223,11 @@ impl DmelFrame {
             return;
         };
         batch.run(region, self.hop, count);
+        batch.frames_into(count, &mut self.frames);
+        let n_mels = self.logmel.len();
         for f in 0..count {
-            for (d, v) in self.logmel.iter_mut().zip(&batch.out) {
-                *d = v[f];
-            }
+            self.logmel
+                .copy_from_slice(&self.frames[f * n_mels..(f + 1) * n_mels]);
             self.quantise();
             emit(&self.levels, &self.logmel);
         }
@@ -262,7 +265,8 @@ impl DmelFrame {
         for (l, q) in self.logmel.iter_mut().zip(self.levels.iter_mut()) {
             *l = l.clamp(lo, hi);
             // Nearest centre, the lower one on an exact tie: ceil(t − ½).
-            *q = ((*l - lo) * inv_step - 0.5).ceil().clamp(0.0, top) as u8;
+            // In [0, top] (top < 256) before the cast, which is then exact and vectorises.
+            *q = ((*l - lo) * inv_step - 0.5).ceil().clamp(0.0, top) as i32 as u8;
         }
     }
 }
@@ -304,6 +308,7 @@ impl DmelStream {
                 spectrum,
                 mel,
                 logmel: vec![0.0; config.n_mels],
+                frames: vec![0.0; LANES * config.n_mels],
                 levels: vec![0; config.n_mels],
                 log_min: config.log_min,
                 log_max: config.log_max,

@@ -384,6 +384,22 @@ impl MelFilterbank {
     }
 }
 
+/// ln 2 split into a high part exact in few bits and the rest (Cephes `logf`).
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// The Cephes `logf` minimax polynomial, highest power first.
+pub(crate) const LOG_P: [f32; 9] = [
+    7.037_683_6e-2,
+    -1.151_461e-1,
+    1.167_699_9e-1,
+    -1.242_014_1e-1,
+    1.424_932_3e-1,
+    -1.666_805_8e-1,
+    2.000_071_4e-1,
+    -2.499_999_4e-1,
+    3.333_333e-1,
+];
+
 /// `log10(max(v, floor))` over a slice, in place, for a positive normal `floor`.
 ///
 /// A branch-free form that the compiler vectorises: x = m · 2^e with m in [√½, √2), ln(m) by
@@ -394,20 +410,8 @@ impl MelFilterbank {
 #[inline(always)]
 pub fn log10_floor_in_place(values: &mut [f32], floor: f32) {
     const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
     const LOG10_E: f32 = std::f32::consts::LOG10_E;
-    const P: [f32; 9] = [
-        7.037_683_6e-2,
-        -1.151_461e-1,
-        1.167_699_9e-1,
-        -1.242_014_1e-1,
-        1.424_932_3e-1,
-        -1.666_805_8e-1,
-        2.000_071_4e-1,
-        -2.499_999_4e-1,
-        3.333_333e-1,
-    ];
+    const P: [f32; 9] = LOG_P;
     for v in values.iter_mut() {
         // `max` also maps NaN to the floor.
         let x = v.max(floor);

@@ -42,6 +42,8 @@ const NORM_VARIANCE_EPS: f64 = 1e-7;
 /// on the batch it was in.
 struct FrameCore {
     batch: BatchSpectrum,
+    /// The last batch's frames, frame-major.
+    frames: Vec<f32>,
 }
 
 impl FrameCore {
@@ -60,6 +62,7 @@ impl FrameCore {
         };
         FrameCore {
             batch: BatchSpectrum::new(shape, &mel).expect("200 = 8·5·5 has an FFT plan"),
+            frames: vec![0.0; LANES * WHISPER_N_MELS],
         }
     }
 
@@ -68,12 +71,14 @@ impl FrameCore {
     #[inline]
     fn frames(&mut self, region: &[f32], count: usize, mut emit: impl FnMut(usize, &[f32])) {
         self.batch.run(region, WHISPER_HOP, count);
-        let mut frame = [0.0f32; WHISPER_N_MELS];
-        for f in 0..count {
-            for (d, v) in frame.iter_mut().zip(&self.batch.out) {
-                *d = v[f];
-            }
-            emit(f, &frame);
+        self.batch.frames_into(count, &mut self.frames);
+        for (f, frame) in self
+            .frames
+            .chunks_exact(WHISPER_N_MELS)
+            .take(count)
+            .enumerate()
+        {
+            emit(f, frame);
         }
     }
 }
