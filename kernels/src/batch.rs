@@ -16,7 +16,7 @@
 #[cfg(test)]
 use crate::spectrum::log10_floor_in_place;
 use crate::spectrum::{
-    LN2_HI, LN2_LO, LOG_P, MelFilterbank, SpectrumKind, has_avx2, periodic_hann,
+    LN2_HI, LN2_LO, LOG_P, MelFilterbank, SpectrumKind, has_avx2, log_split, periodic_hann,
 };
 
 /// Frames per call to [`BatchSpectrum::run`]: the 16 `f32` lanes of an AVX-512 register. The
@@ -91,11 +91,9 @@ trait Simd<const L: usize>: Copy {
     /// `max(a, b)`; `b` where `a` is NaN.
     fn max(a: Self::V, b: Self::V) -> Self::V;
     fn sqrt(a: Self::V) -> Self::V;
-    /// `(e, m)` with `x = m · 2^e`, m ∈ [0.5, 1), for positive normal `x`: the biased exponent
-    /// field − 126 (as f32) and the mantissa bits with exponent field 126.
-    fn frexp(x: Self::V) -> (Self::V, Self::V);
-    /// `a < b ? t : f` per lane.
-    fn select_lt(a: Self::V, b: Self::V, t: Self::V, f: Self::V) -> Self::V;
+    /// `(e, m − 1)` with `x = m · 2^e`, m ∈ [√½, √2), for positive normal `x` (see
+    /// [`crate::spectrum::log_split`], which every build matches bit for bit).
+    fn log_split(x: Self::V) -> (Self::V, Self::V);
 }
 
 /// The 8-lane operations that load frames into lanes (used by every path, 8 frames at a time).
@@ -152,15 +150,12 @@ impl<const L: usize> Simd<L> for Plain<L> {
         std::array::from_fn(|j| a[j].sqrt())
     }
     #[inline(always)]
-    fn frexp(x: [f32; L]) -> ([f32; L], [f32; L]) {
-        let e = std::array::from_fn(|j| ((x[j].to_bits() >> 23) & 0xff) as i32 as f32 - 126.0);
-        let m =
-            std::array::from_fn(|j| f32::from_bits((x[j].to_bits() & 0x007f_ffff) | 0x3f00_0000));
-        (e, m)
-    }
-    #[inline(always)]
-    fn select_lt(a: [f32; L], b: [f32; L], t: [f32; L], f: [f32; L]) -> [f32; L] {
-        std::array::from_fn(|j| if a[j] < b[j] { t[j] } else { f[j] })
+    fn log_split(x: [f32; L]) -> ([f32; L], [f32; L]) {
+        let parts: [(f32, f32); L] = std::array::from_fn(|j| log_split(x[j]));
+        (
+            std::array::from_fn(|j| parts[j].0),
+            std::array::from_fn(|j| parts[j].1),
+        )
     }
 }
 
@@ -188,6 +183,7 @@ struct Avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use super::{Avx, Avx512, Rows8, Simd};
+    use crate::spectrum::{MANTISSA, SQRT_HALF_BITS};
     use std::arch::x86_64::*;
 
     // SAFETY (every method): `Avx` is only used inside functions compiled with
@@ -237,22 +233,19 @@ mod avx {
             unsafe { _mm256_sqrt_ps(a) }
         }
         #[inline(always)]
-        fn frexp(x: __m256) -> (__m256, __m256) {
+        fn log_split(x: __m256) -> (__m256, __m256) {
             unsafe {
-                let bits = _mm256_castps_si256(x);
-                let field =
-                    _mm256_and_si256(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(0xff));
-                let e = _mm256_sub_ps(_mm256_cvtepi32_ps(field), _mm256_set1_ps(126.0));
-                let m = _mm256_or_si256(
-                    _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
-                    _mm256_set1_epi32(0x3f00_0000),
+                let i = _mm256_sub_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(SQRT_HALF_BITS));
+                let e = _mm256_cvtepi32_ps(_mm256_srai_epi32::<23>(i));
+                let m = _mm256_add_epi32(
+                    _mm256_and_si256(i, _mm256_set1_epi32(MANTISSA)),
+                    _mm256_set1_epi32(SQRT_HALF_BITS),
                 );
-                (e, _mm256_castsi256_ps(m))
+                (
+                    e,
+                    _mm256_sub_ps(_mm256_castsi256_ps(m), _mm256_set1_ps(1.0)),
+                )
             }
-        }
-        #[inline(always)]
-        fn select_lt(a: __m256, b: __m256, t: __m256, f: __m256) -> __m256 {
-            unsafe { _mm256_blendv_ps(f, t, _mm256_cmp_ps::<_CMP_LT_OQ>(a, b)) }
         }
     }
 
@@ -342,22 +335,19 @@ mod avx {
             unsafe { _mm512_sqrt_ps(a) }
         }
         #[inline(always)]
-        fn frexp(x: __m512) -> (__m512, __m512) {
+        fn log_split(x: __m512) -> (__m512, __m512) {
             unsafe {
-                let bits = _mm512_castps_si512(x);
-                let field =
-                    _mm512_and_si512(_mm512_srli_epi32::<23>(bits), _mm512_set1_epi32(0xff));
-                let e = _mm512_sub_ps(_mm512_cvtepi32_ps(field), _mm512_set1_ps(126.0));
-                let m = _mm512_or_si512(
-                    _mm512_and_si512(bits, _mm512_set1_epi32(0x007f_ffff)),
-                    _mm512_set1_epi32(0x3f00_0000),
+                let i = _mm512_sub_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(SQRT_HALF_BITS));
+                let e = _mm512_cvtepi32_ps(_mm512_srai_epi32::<23>(i));
+                let m = _mm512_add_epi32(
+                    _mm512_and_si512(i, _mm512_set1_epi32(MANTISSA)),
+                    _mm512_set1_epi32(SQRT_HALF_BITS),
                 );
-                (e, _mm512_castsi512_ps(m))
+                (
+                    e,
+                    _mm512_sub_ps(_mm512_castsi512_ps(m), _mm512_set1_ps(1.0)),
+                )
             }
-        }
-        #[inline(always)]
-        fn select_lt(a: __m512, b: __m512, t: __m512, f: __m512) -> __m512 {
-            unsafe { _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b), f, t) }
         }
     }
 }
@@ -962,24 +952,19 @@ fn split<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
 }
 
 /// `log10(max(v, floor))` per lane: the same IEEE operations in the same order as
-/// [`log10_floor_in_place`] (no fused multiply-adds), so the same bits.
+/// [`log10_floor_in_place`], so the same bits.
 #[inline(always)]
 fn log10_floor<const L: usize, S: Simd<L>>(v: S::V, floor: S::V) -> S::V {
-    let one = S::splat(1.0);
-    let sqrt_half = S::splat(SQRT_HALF);
-    let (e, m) = S::frexp(S::max(v, floor));
-    // The integer `e − 1` of the scalar form is exact in f32 too.
-    let e = S::select_lt(m, sqrt_half, S::sub(e, one), e);
-    let m = S::select_lt(m, sqrt_half, S::sub(S::add(m, m), one), S::sub(m, one));
+    let (e, m) = S::log_split(S::max(v, floor));
     let z = S::mul(m, m);
     let mut y = S::splat(LOG_P[0]);
     for &c in &LOG_P[1..] {
-        y = S::add(S::mul(y, m), S::splat(c));
+        y = S::fma(y, m, S::splat(c));
     }
     y = S::mul(y, S::mul(m, z));
-    y = S::add(y, S::mul(e, S::splat(LN2_LO)));
-    y = S::sub(y, S::mul(S::splat(0.5), z));
-    let ln = S::add(S::add(m, y), S::mul(e, S::splat(LN2_HI)));
+    y = S::fma(e, S::splat(LN2_LO), y);
+    y = S::fnma(S::splat(0.5), z, y);
+    let ln = S::fma(e, S::splat(LN2_HI), S::add(m, y));
     S::mul(ln, S::splat(std::f32::consts::LOG10_E))
 }
 

@@ -185,6 +185,8 @@ struct DmelFrame {
     /// The last batch's frames, frame-major.
     frames: Vec<f32>,
     levels: Vec<u8>,
+    /// The last batch's levels, frame-major.
+    batch_levels: Vec<u8>,
     log_min: f32,
     log_max: f32,
     top: f32,
@@ -223,13 +225,20 @@ impl DmelFrame {
             return;
         };
         batch.run(region, self.hop, count);
-        batch.frames_into(count, &mut self.frames);
         let n_mels = self.logmel.len();
-        for f in 0..count {
-            self.logmel
-                .copy_from_slice(&self.frames[f * n_mels..(f + 1) * n_mels]);
-            self.quantise();
-            emit(&self.levels, &self.logmel);
+        let values = &mut self.frames[..count * n_mels];
+        batch.frames_into(count, values);
+        let levels = &mut self.batch_levels[..count * n_mels];
+        quantise(
+            self.log_min,
+            self.log_max,
+            self.top,
+            self.inv_step,
+            values,
+            levels,
+        );
+        for (l, v) in levels.chunks_exact(n_mels).zip(values.chunks_exact(n_mels)) {
+            emit(l, v);
         }
         self.batch = Some(batch);
     }
@@ -261,13 +270,28 @@ impl DmelFrame {
     /// Clips `logmel` and quantises it into `levels`.
     #[inline(always)]
     fn quantise(&mut self) {
-        let (lo, hi, top, inv_step) = (self.log_min, self.log_max, self.top, self.inv_step);
-        for (l, q) in self.logmel.iter_mut().zip(self.levels.iter_mut()) {
-            *l = l.clamp(lo, hi);
-            // Nearest centre, the lower one on an exact tie: ceil(t − ½).
-            // In [0, top] (top < 256) before the cast, which is then exact and vectorises.
-            *q = ((*l - lo) * inv_step - 0.5).ceil().clamp(0.0, top) as i32 as u8;
-        }
+        quantise(
+            self.log_min,
+            self.log_max,
+            self.top,
+            self.inv_step,
+            &mut self.logmel,
+            &mut self.levels,
+        );
+    }
+}
+
+/// Clips `values` to `[lo, hi]` in place and writes the nearest level of each to `levels`.
+/// Branch-free, so that it vectorises.
+#[inline(always)]
+fn quantise(lo: f32, hi: f32, top: f32, inv_step: f32, values: &mut [f32], levels: &mut [u8]) {
+    for (l, q) in values.iter_mut().zip(levels.iter_mut()) {
+        // `max` then `min` (not `clamp`): a NaN becomes `lo` instead of staying NaN.
+        *l = l.max(lo).min(hi);
+        // Nearest centre, the lower one on an exact tie: ceil(t − ½), in [0, top] (top < 256).
+        let t = ((*l - lo) * inv_step - 0.5).ceil().max(0.0).min(top);
+        // SAFETY: `t` is finite and in [0, 255] (the line above), so the conversion is exact.
+        *q = unsafe { t.to_int_unchecked::<i32>() } as u8;
     }
 }
 
@@ -310,6 +334,7 @@ impl DmelStream {
                 logmel: vec![0.0; config.n_mels],
                 frames: vec![0.0; LANES * config.n_mels],
                 levels: vec![0; config.n_mels],
+                batch_levels: vec![0; LANES * config.n_mels],
                 log_min: config.log_min,
                 log_max: config.log_max,
                 top: (config.levels - 1) as f32,

@@ -400,38 +400,44 @@ pub(crate) const LOG_P: [f32; 9] = [
     3.333_333e-1,
 ];
 
+/// The bits of √½ (rounded down), where [`log_split`] moves to the next power of two.
+pub(crate) const SQRT_HALF_BITS: i32 = 0x3f35_04f3;
+/// The mantissa field of an `f32`.
+pub(crate) const MANTISSA: i32 = 0x007f_ffff;
+
+/// `(e, m − 1)` with `x = m · 2^e` and m in [√½, √2), for a positive normal `x`: subtracting
+/// the bits of √½ carries into the exponent field exactly when the mantissa is below √½'s. Only
+/// integer steps and one exact subtraction, so every vector build gives the same bits.
+#[inline(always)]
+pub(crate) fn log_split(x: f32) -> (f32, f32) {
+    let i = (x.to_bits() as i32).wrapping_sub(SQRT_HALF_BITS);
+    let m = f32::from_bits(((i & MANTISSA) + SQRT_HALF_BITS) as u32);
+    ((i >> 23) as f32, m - 1.0)
+}
+
 /// `log10(max(v, floor))` over a slice, in place, for a positive normal `floor`.
 ///
 /// A branch-free form that the compiler vectorises: x = m · 2^e with m in [√½, √2), ln(m) by
-/// the Cephes `logf` minimax polynomial, then scaled. The difference from `f64::log10` stays
-/// below 2.5e-7 · max(1, |log10 x|) (tested from 1e-10 to 3e38), far inside the reference
-/// tolerances; the result depends only on the value, so streaming and offline stay
-/// bit-identical. NaN maps to `log10(floor)`.
+/// the Cephes `logf` minimax polynomial (in fused multiply-adds), then scaled. The difference
+/// from `f64::log10` stays below 2.5e-7 · max(1, |log10 x|) (tested from 1e-10 to 3e38), far
+/// inside the reference tolerances; the result depends only on the value, so streaming and
+/// offline stay bit-identical. NaN maps to `log10(floor)`.
 #[inline(always)]
 pub fn log10_floor_in_place(values: &mut [f32], floor: f32) {
-    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
     const LOG10_E: f32 = std::f32::consts::LOG10_E;
     const P: [f32; 9] = LOG_P;
     for v in values.iter_mut() {
         // `max` also maps NaN to the floor.
-        let x = v.max(floor);
-        let bits = x.to_bits();
-        let mut e = ((bits >> 23) & 0xff) as i32 - 126;
-        // Mantissa in [0.5, 1), then moved to [√½, √2) and shifted by one.
-        let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000);
-        let small = m < SQRT_HALF;
-        e -= i32::from(small);
-        m = if small { m + m - 1.0 } else { m - 1.0 };
+        let (e, m) = log_split(v.max(floor));
         let z = m * m;
         let mut y = P[0];
         for &c in &P[1..] {
-            y = y * m + c;
+            y = y.mul_add(m, c);
         }
         y *= m * z;
-        let ef = e as f32;
-        y += ef * LN2_LO;
-        y -= 0.5 * z;
-        let ln = m + y + ef * LN2_HI;
+        y = e.mul_add(LN2_LO, y);
+        y = (-0.5f32).mul_add(z, y);
+        let ln = e.mul_add(LN2_HI, m + y);
         *v = ln * LOG10_E;
     }
 }
