@@ -36,7 +36,8 @@ pub(crate) enum Path {
     Plain16,
     /// AVX2 + FMA, 8 lanes.
     Avx2,
-    /// AVX-512F, 16 lanes (calls of at most 8 frames take the AVX2 code on 8 lanes).
+    /// AVX-512F, 16 lanes (calls of at most 8 frames take the AVX2 code on 8 lanes, built with
+    /// AVX-512VL's 32 registers).
     Avx512,
 }
 
@@ -61,11 +62,13 @@ impl Path {
     }
 }
 
-/// AVX-512F (and AVX2 + FMA, which the 16-lane path also uses to load frames).
+/// AVX-512F and VL (and AVX2 + FMA, which the 16-lane path also uses to load frames).
 pub(crate) fn has_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::is_x86_feature_detected!("avx512f") && has_avx2()
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+            && has_avx2()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -580,15 +583,15 @@ struct Tables {
     window: Vec<f32>,
     /// Per pass: (radix, n, s, twiddles).
     passes: Vec<Pass>,
-    /// Split-step twiddles e^{−2πik/N}, k = 0..=M.
+    /// Split-step twiddles e^{−2πik/N}, k = 0..=M/2.
     split: Vec<(f32, f32)>,
     kind: SpectrumKind,
     /// Mel filter m sums `spec[starts[m] + i] · weights[offsets[m] + i]`.
     mel_starts: Vec<usize>,
     mel_offsets: Vec<usize>,
     mel_weights: Vec<f32>,
-    /// The bins any mel filter reads: only these are computed.
-    bins_used: std::ops::Range<usize>,
+    /// `k ≤ M/2` whose bin `k` or `M − k` a mel filter reads: only these are computed.
+    split_pairs: Vec<usize>,
 }
 
 /// The working vectors of an `L`-lane batch (empty until a path of that width is chosen).
@@ -657,13 +660,12 @@ impl BatchSpectrum {
             n /= r;
             s *= r;
         }
-        let mut split: Vec<(f32, f32)> = (0..=half)
+        let split: Vec<(f32, f32)> = (0..=half / 2)
             .map(|k| {
                 let theta = 2.0 * std::f64::consts::PI * k as f64 / n_fft as f64;
                 (theta.cos() as f32, -(theta.sin() as f32))
             })
             .collect();
-        (split[0], split[half]) = ((1.0, 0.0), (-1.0, 0.0));
         let bins = half + 1;
         let dense = mel.dense();
         let mut mel_starts = Vec::new();
@@ -672,8 +674,15 @@ impl BatchSpectrum {
         for row in dense.chunks_exact(bins) {
             let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
             let last = row.iter().rposition(|&w| w != 0.0).map_or(first, |i| i + 1);
+
             mel_starts.push(first);
-            mel_weights.extend_from_slice(&row[first..last]);
+            // The split step leaves |X|² four times (|X| twice) too large: an exact power of
+            // two, taken back here.
+            let scale = match kind {
+                SpectrumKind::Power => 0.25,
+                SpectrumKind::Magnitude => 0.5,
+            };
+            mel_weights.extend(row[first..last].iter().map(|w| w * scale));
             mel_offsets.push(mel_weights.len());
         }
         let lo = mel_starts.iter().copied().min().unwrap_or(0);
@@ -685,7 +694,9 @@ impl BatchSpectrum {
             .unwrap_or(bins);
         let mut batch = BatchSpectrum {
             t: Tables {
-                bins_used: lo..hi.max(lo),
+                split_pairs: (0..=half / 2)
+                    .filter(|&k| (lo..hi).contains(&k) || (lo..hi).contains(&(half - k)))
+                    .collect(),
                 win_len,
                 offset: (n_fft - win_len) / 2,
                 window: periodic_hann(win_len),
@@ -731,13 +742,12 @@ impl BatchSpectrum {
         debug_assert!(region.len() >= (count - 1) * hop + self.t.win_len);
         match self.path {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx512` is chosen only where the CPU was detected to have AVX-512F, AVX2
+            // SAFETY: `Avx512` is chosen only where the CPU was detected to have AVX-512F, VL, AVX2
             // and FMA (`Path::detect`, or a test that checked).
             Path::Avx512 => unsafe {
-                // At most 8 frames: the AVX2 build on 8 lanes, which measured faster than the
-                // same code compiled inside the AVX-512 function.
+                // At most 8 frames: the AVX2 code on 8 lanes (with 32 registers).
                 if count <= 8 {
-                    self.run_avx2(region, hop, count);
+                    self.run_avx2_vl(region, hop, count);
                 } else {
                     self.run_avx512(region, hop, count);
                 }
@@ -784,6 +794,13 @@ impl BatchSpectrum {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&mut self, region: &[f32], hop: usize, count: usize) {
+        run_lanes::<8, Avx, Avx>(&self.t, &mut self.b8, &mut self.out, region, hop, count);
+    }
+
+    /// The AVX2 code with AVX-512VL's 32 vector registers (fewer spills in the butterflies).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    fn run_avx2_vl(&mut self, region: &[f32], hop: usize, count: usize) {
         run_lanes::<8, Avx, Avx>(&self.t, &mut self.b8, &mut self.out, region, hop, count);
     }
 
@@ -926,28 +943,35 @@ fn fft<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
     }
 }
 
+/// The split step to the real spectrum, two bins at a time: `X[k]` and `X[M − k]` both come
+/// from `A = Z[k]` and `B = conj(Z[M − k])`. With `E = A + B`, `D = A − B` (twice the textbook
+/// halves), `P = wr·dr − wi·di` and `Q = wr·di + wi·dr` (`w = e^{−2πik/N}`): `2·X[k] = (er + Q)
+/// + i(ei − P)` and `2·X[M − k] = (er − Q) − i(ei + P)`. The factor 2 stays in: |2X|² = 4|X|²
+/// exactly, and the mel weights carry the exact ¼ (or ½ for |X|, floor 4e-10 for 1e-10).
 #[inline(always)]
 fn split<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
     let z = &b.x;
     let half = z.len();
-    let (h, zero, floor) = (S::splat(0.5), S::splat(0.0), S::splat(1e-10));
-    // X[k] = E + (−i·w)·D with E = (A + B)/2, D = (A − B)/2, A = Z[k], B = conj(Z[M − k]).
-    let used = t.bins_used.clone();
-    let pairs = b.spec[used.clone()].iter_mut().zip(&t.split[used.clone()]);
-    for (k, (s, &(wr, wi))) in used.zip(pairs) {
-        let a = Cv::<L, S>::load(&z[if k == half { 0 } else { k }]);
-        let b = Cv::<L, S>::load(&z[if k == 0 { 0 } else { half - k }]);
-        let (wr, wi) = (S::splat(wr), S::splat(wi));
-        let (br, bi) = (b.re, S::sub(zero, b.im));
-        let (er, ei) = (S::mul(h, S::add(a.re, br)), S::mul(h, S::add(a.im, bi)));
-        let (dr, di) = (S::mul(h, S::sub(a.re, br)), S::mul(h, S::sub(a.im, bi)));
+    let floor = S::splat(4.0 * 1e-10);
+    let power = |re: S::V, im: S::V| {
+        let p = S::fma(re, re, S::mul(im, im));
+        match t.kind {
+            SpectrumKind::Power => p,
+            SpectrumKind::Magnitude => S::sqrt(S::max(p, floor)),
+        }
+    };
+    for &k in &t.split_pairs {
+        let a = Cv::<L, S>::load(&z[k % half]);
+        let b_ = Cv::<L, S>::load(&z[(half - k) % half]);
+        let (er, ei) = (S::add(a.re, b_.re), S::sub(a.im, b_.im));
+        let (dr, di) = (S::sub(a.re, b_.re), S::add(a.im, b_.im));
+        let (wr, wi) = (S::splat(t.split[k].0), S::splat(t.split[k].1));
         let xr = S::fma(wr, di, S::fma(wi, dr, er));
         let xi = S::fnma(wr, dr, S::fma(wi, di, ei));
-        let mut p = S::fma(xr, xr, S::mul(xi, xi));
-        if t.kind == SpectrumKind::Magnitude {
-            p = S::sqrt(S::max(p, floor));
-        }
-        S::store(p, s);
+        let yr = S::fnma(wr, di, S::fnma(wi, dr, er));
+        let yi = S::fma(wr, dr, S::fnma(wi, di, ei));
+        S::store(power(xr, xi), &mut b.spec[k]);
+        S::store(power(yr, yi), &mut b.spec[half - k]);
     }
 }
 
