@@ -514,43 +514,125 @@ fn dft4<const L: usize, S: Simd<L>>(a: [Cv<L, S>; 4]) -> [Cv<L, S>; 4] {
     [t0.add(t2), t1.add(t3), t0.sub(t2), t1.sub(t3)]
 }
 
-/// One Stockham (decimation in frequency, self-sorting) pass of radix `R` over `n`-point
-/// sub-transforms with stride `s`: `y[q + s(R·p + k)] = (Σ_j x[q + s(p + j·m)] W_R^{jk}) · w_p^k`
-/// with `m = n / R`, `w_p = e^{−2πi p / n}`. `tw[p·(R−1) + k − 1] = w_p^k`.
+/// The twiddles `w_p^k = e^{−2πi p·k / n}`, k = 1..R, of butterfly `p` (index 0 unused).
 #[inline(always)]
-fn pass<const L: usize, S: Simd<L>, const R: usize>(
-    n: usize,
-    s: usize,
-    x: &[C<L>],
-    y: &mut [C<L>],
+fn twiddles<const L: usize, S: Simd<L>, const R: usize>(
     tw: &[(f32, f32)],
+    p: usize,
+) -> ([S::V; R], [S::V; R]) {
+    let w = &tw[p * (R - 1)..(p + 1) * (R - 1)];
+    let mut wr = [S::splat(1.0); R];
+    let mut wi = [S::splat(0.0); R];
+    for k in 1..R {
+        wr[k] = S::splat(w[k - 1].0);
+        wi[k] = S::splat(w[k - 1].1);
+    }
+    (wr, wi)
+}
+
+/// Stores butterfly `p`'s outputs, twiddled, at `x[at(k)]`.
+#[inline(always)]
+fn store_twiddled<const L: usize, S: Simd<L>, const R: usize>(
+    a: &[Cv<L, S>; R],
+    p: usize,
+    (wr, wi): &([S::V; R], [S::V; R]),
+    x: &mut [C<L>],
+    at: impl Fn(usize) -> usize,
 ) {
+    a[0].store(&mut x[at(0)]);
+    for k in 1..R {
+        let v = if p == 0 {
+            a[k]
+        } else {
+            a[k].twiddle(wr[k], wi[k])
+        };
+        v.store(&mut x[at(k)]);
+    }
+}
+
+/// One in-place pass of radix `R` (decimation in frequency) over the `n`-point sub-transforms
+/// `x[g·n..(g + 1)·n]`: butterfly `p < m = n / R` reads `x[g·n + p + j·m]` and writes
+/// `(Σ_j x[g·n + p + j·m] W_R^{jk}) · w_p^k` back to `x[g·n + p + k·m]` (`w_p = e^{−2πi p / n}`,
+/// `tw[p·(R−1) + k − 1] = w_p^k`). The frequencies end up in mixed-radix digit-reversed order
+/// ([`positions`]).
+#[inline(always)]
+fn pass<const L: usize, S: Simd<L>, const R: usize>(n: usize, x: &mut [C<L>], tw: &[(f32, f32)]) {
     let m = n / R;
-    assert!(x.len() >= n * s && y.len() >= n * s && tw.len() >= m * (R - 1));
+    assert!(x.len().is_multiple_of(n) && tw.len() >= m * (R - 1));
+    let zero = Cv {
+        re: S::splat(0.0),
+        im: S::splat(0.0),
+    };
     for p in 0..m {
-        let w = &tw[p * (R - 1)..(p + 1) * (R - 1)];
-        let mut wr = [S::splat(1.0); R];
-        let mut wi = [S::splat(0.0); R];
-        for k in 1..R {
-            wr[k] = S::splat(w[k - 1].0);
-            wi[k] = S::splat(w[k - 1].1);
-        }
-        for q in 0..s {
-            let mut a: [Cv<L, S>; R] = std::array::from_fn(|j| Cv::load(&x[q + s * (p + j * m)]));
-            dft::<L, S, R>(&mut a);
-            let base = q + s * R * p;
-            a[0].store(&mut y[base]);
-            if p == 0 {
-                for k in 1..R {
-                    a[k].store(&mut y[base + s * k]);
-                }
-            } else {
-                for k in 1..R {
-                    a[k].twiddle(wr[k], wi[k]).store(&mut y[base + s * k]);
-                }
+        let w = twiddles::<L, S, R>(tw, p);
+        for base in (0..x.len()).step_by(n) {
+            let mut a = [zero; R];
+            for (j, a) in a.iter_mut().enumerate() {
+                *a = Cv::load(&x[base + p + j * m]);
             }
+            dft::<L, S, R>(&mut a);
+            store_twiddled(&a, p, &w, x, |k| base + p + k * m);
         }
     }
+}
+
+/// The first pass, as [`pass`] over the whole transform, reading its inputs from the
+/// transposed region (`cols`, see [`transpose_region`]) and windowing them: complex input `c`
+/// of lane `f` is `cols[re + f] · w_re + i · cols[im + f] · w_im` with `src[c]`'s offsets and
+/// taps, where `f0` is added to the offsets for a batch of later frames.
+#[inline(always)]
+fn first_pass<const L: usize, S: Simd<L>, const R: usize>(
+    src: &[Source],
+    cols: &[f32],
+    f0: usize,
+    x: &mut [C<L>],
+    tw: &[(f32, f32)],
+) {
+    let n = x.len();
+    let m = n / R;
+    assert!(src.len() == n && tw.len() >= m * (R - 1));
+    let zero = Cv {
+        re: S::splat(0.0),
+        im: S::splat(0.0),
+    };
+    for p in 0..m {
+        let w = twiddles::<L, S, R>(tw, p);
+        // A loop, not `array::from_fn`: its closure would not inherit the caller's target
+        // features, and the intrinsics in it would not inline.
+        let mut a = [zero; R];
+        for (j, a) in a.iter_mut().enumerate() {
+            let s = &src[p + j * m];
+            let (re, im) = (s.re as usize + f0, s.im as usize + f0);
+            let re: &[f32; L] = cols[re..re + L].try_into().expect("L values");
+            let im: &[f32; L] = cols[im..im + L].try_into().expect("L values");
+            a.re = S::mul(S::load(re), S::splat(s.w_re));
+            a.im = S::mul(S::load(im), S::splat(s.w_im));
+        }
+        dft::<L, S, R>(&mut a);
+        store_twiddled(&a, p, &w, x, |k| p + k * m);
+    }
+}
+
+/// Where frequency `f` of an in-place transform with these radices (first pass first) ends up:
+/// the first pass leaves the frequencies `f ≡ k (mod r₁)` in block `k`, and so on recursively.
+fn positions(radices: &[usize], n: usize) -> Vec<usize> {
+    let Some((&r, rest)) = radices.split_first() else {
+        return vec![0; n];
+    };
+    let m = n / r;
+    let sub = positions(rest, m);
+    (0..n).map(|f| (f % r) * m + sub[f / r]).collect()
+}
+
+/// Where complex input `c` of the first pass comes from (see [`first_pass`]): the offsets in
+/// the transposed region of its real and imaginary samples, and their window taps (0 outside
+/// the window, with an offset that is valid all the same).
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    re: u32,
+    w_re: f32,
+    im: u32,
+    w_im: f32,
 }
 
 /// Radices for a complex FFT of `m` points, or `None` when `m` has a prime factor above 5.
@@ -564,25 +646,33 @@ fn plan(mut m: usize) -> Option<Vec<usize>> {
     Some(radices)
 }
 
-/// What to do after the mel sums.
+/// The frames a [`BatchSpectrum`] computes: `win_len` samples every `hop`, centred in an FFT of
+/// `n_fft`, and whether the mel filters sum |X|² or |X|.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchShape {
     pub win_len: usize,
+    pub hop: usize,
     pub n_fft: usize,
     pub kind: SpectrumKind,
 }
 
-/// One FFT pass: (radix, n, s, twiddles), see [`pass`].
-type Pass = (usize, usize, usize, Vec<(f32, f32)>);
+/// One in-place FFT pass after the first: (radix, n, twiddles), see [`pass`].
+type Pass = (usize, usize, Vec<(f32, f32)>);
 
 /// What does not depend on the lane width.
 struct Tables {
     win_len: usize,
-    offset: usize,
-    /// The `win_len` window taps.
-    window: Vec<f32>,
-    /// Per pass: (radix, n, s, twiddles).
+    hop: usize,
+    /// Values per column of the transposed region (a multiple of 16, more than any lane reads).
+    stride: usize,
+    /// Per complex FFT input: where its samples come from.
+    src: Vec<Source>,
+    /// The first pass: (radix, twiddles).
+    first: (usize, Vec<(f32, f32)>),
+    /// The other passes, in place.
     passes: Vec<Pass>,
+    /// `order[f]`: where the FFT leaves frequency `f`.
+    order: Vec<usize>,
     /// Split-step twiddles e^{−2πik/N}, k = 0..=M/2.
     split: Vec<(f32, f32)>,
     kind: SpectrumKind,
@@ -597,7 +687,6 @@ struct Tables {
 /// The working vectors of an `L`-lane batch (empty until a path of that width is chosen).
 struct Buffers<const L: usize> {
     x: Vec<C<L>>,
-    y: Vec<C<L>>,
     spec: Vec<[f32; L]>,
 }
 
@@ -605,7 +694,6 @@ impl<const L: usize> Buffers<L> {
     fn empty() -> Self {
         Buffers {
             x: Vec::new(),
-            y: Vec::new(),
             spec: Vec::new(),
         }
     }
@@ -613,7 +701,6 @@ impl<const L: usize> Buffers<L> {
     fn allocate(&mut self, half: usize) {
         if self.x.is_empty() {
             self.x = vec![C::ZERO; half];
-            self.y = vec![C::ZERO; half];
             self.spec = vec![[0.0; L]; half + 1];
         }
     }
@@ -625,6 +712,11 @@ pub(crate) struct BatchSpectrum {
     half: usize,
     b8: Buffers<8>,
     b16: Buffers<16>,
+    /// The region of the current call, transposed: column `c` (`stride` values) holds sample
+    /// `c` of every row of `hop` samples. It starts at `cols_at`, on a 64-byte boundary, so that
+    /// the 8-value stores of the transposes never straddle two cache lines.
+    cols: Vec<f32>,
+    cols_at: usize,
     /// `log10(max(mel, 1e-10))`, `[n_mels]` vectors, lane = frame of the call.
     pub(crate) out: Vec<Out>,
     path: Path,
@@ -640,14 +732,17 @@ impl BatchSpectrum {
     pub(crate) fn with_path(shape: BatchShape, mel: &MelFilterbank, path: Path) -> Option<Self> {
         let BatchShape {
             win_len,
+            hop,
             n_fft,
             kind,
         } = shape;
+        assert!(
+            hop > 0 && win_len > 0 && win_len <= n_fft,
+            "checked by the configs"
+        );
         let half = n_fft / 2;
-        let radices = plan(half)?;
-        let mut passes = Vec::new();
-        let (mut n, mut s) = (half, 1);
-        for &r in &radices {
+        let radices = plan(half).filter(|r| !r.is_empty())?;
+        let twiddles_of = |r: usize, n: usize| -> Vec<(f32, f32)> {
             let m = n / r;
             let mut tw = Vec::with_capacity(m * (r - 1));
             for p in 0..m {
@@ -656,10 +751,31 @@ impl BatchSpectrum {
                     tw.push((theta.cos() as f32, theta.sin() as f32));
                 }
             }
-            passes.push((r, n, s, tw));
+            tw
+        };
+        let first = (radices[0], twiddles_of(radices[0], half));
+        let mut passes = Vec::new();
+        let mut n = half / radices[0];
+        for &r in &radices[1..] {
+            passes.push((r, n, twiddles_of(r, n)));
             n /= r;
-            s *= r;
         }
+        // Frame sample `i` of lane `f` is region row `f + i / hop`, column `i % hop`.
+        let stride = (LANES + (win_len - 1) / hop).next_multiple_of(16);
+        let window = periodic_hann(win_len);
+        let offset = (n_fft - win_len) / 2;
+        let source = |n: usize| -> (u32, f32) {
+            match n.checked_sub(offset).filter(|&i| i < win_len) {
+                Some(i) => (((i % hop) * stride + i / hop) as u32, window[i]),
+                None => (0, 0.0),
+            }
+        };
+        let src = (0..half)
+            .map(|c| {
+                let ((re, w_re), (im, w_im)) = (source(2 * c), source(2 * c + 1));
+                Source { re, w_re, im, w_im }
+            })
+            .collect();
         let split: Vec<(f32, f32)> = (0..=half / 2)
             .map(|k| {
                 let theta = 2.0 * std::f64::consts::PI * k as f64 / n_fft as f64;
@@ -698,9 +814,12 @@ impl BatchSpectrum {
                     .filter(|&k| (lo..hi).contains(&k) || (lo..hi).contains(&(half - k)))
                     .collect(),
                 win_len,
-                offset: (n_fft - win_len) / 2,
-                window: periodic_hann(win_len),
+                hop,
+                stride,
+                src,
+                first,
                 passes,
+                order: positions(&radices, half),
                 split,
                 kind,
                 mel_starts,
@@ -710,9 +829,12 @@ impl BatchSpectrum {
             half,
             b8: Buffers::empty(),
             b16: Buffers::empty(),
+            cols: vec![0.0; hop * stride + 16],
+            cols_at: 0,
             out: vec![[0.0; LANES]; mel.n_mels()],
             path,
         };
+        batch.cols_at = batch.cols.as_ptr().align_offset(64).min(16);
         batch.set_path(path);
         Some(batch)
     }
@@ -737,38 +859,38 @@ impl BatchSpectrum {
 
     /// Frames `f = 0..count` (`count ≤ LANES`), frame `f` being `region[f·hop..f·hop + win_len]`,
     /// into [`BatchSpectrum::out`] (lanes ≥ `count` hold leftovers).
-    pub(crate) fn run(&mut self, region: &[f32], hop: usize, count: usize) {
+    pub(crate) fn run(&mut self, region: &[f32], count: usize) {
         debug_assert!(count <= LANES && count > 0);
-        debug_assert!(region.len() >= (count - 1) * hop + self.t.win_len);
+        debug_assert!(region.len() >= (count - 1) * self.t.hop + self.t.win_len);
         match self.path {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Avx512` is chosen only where the CPU was detected to have AVX-512F, VL, AVX2
-            // and FMA (`Path::detect`, or a test that checked).
+            // SAFETY: `Avx512` is chosen only where the CPU was detected to have AVX-512F, VL,
+            // AVX2 and FMA (`Path::detect`, or a test that checked).
             Path::Avx512 => unsafe {
                 // At most 8 frames: the AVX2 code on 8 lanes (with 32 registers).
                 if count <= 8 {
-                    self.run_avx2_vl(region, hop, count);
+                    self.run_avx2_vl(region, count);
                 } else {
-                    self.run_avx512(region, hop, count);
+                    self.run_avx512(region, count);
                 }
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx2` is chosen only where the CPU was detected to have AVX2 and FMA.
-            Path::Avx2 => unsafe { self.run_avx2(region, hop, count) },
+            Path::Avx2 => unsafe { self.run_avx2(region, count) },
             Path::Plain16 => run_lanes::<16, Plain<16>, Plain<8>>(
                 &self.t,
+                &mut self.cols[self.cols_at..],
                 &mut self.b16,
                 &mut self.out,
                 region,
-                hop,
                 count,
             ),
             _ => run_lanes::<8, Plain<8>, Plain<8>>(
                 &self.t,
+                &mut self.cols[self.cols_at..],
                 &mut self.b8,
                 &mut self.out,
                 region,
-                hop,
                 count,
             ),
         }
@@ -793,21 +915,39 @@ impl BatchSpectrum {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn run_avx2(&mut self, region: &[f32], hop: usize, count: usize) {
-        run_lanes::<8, Avx, Avx>(&self.t, &mut self.b8, &mut self.out, region, hop, count);
+    fn run_avx2(&mut self, region: &[f32], count: usize) {
+        let (t, cols, b, out) = (
+            &self.t,
+            &mut self.cols[self.cols_at..],
+            &mut self.b8,
+            &mut self.out,
+        );
+        run_lanes::<8, Avx, Avx>(t, cols, b, out, region, count);
     }
 
     /// The AVX2 code with AVX-512VL's 32 vector registers (fewer spills in the butterflies).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    fn run_avx2_vl(&mut self, region: &[f32], hop: usize, count: usize) {
-        run_lanes::<8, Avx, Avx>(&self.t, &mut self.b8, &mut self.out, region, hop, count);
+    fn run_avx2_vl(&mut self, region: &[f32], count: usize) {
+        let (t, cols, b, out) = (
+            &self.t,
+            &mut self.cols[self.cols_at..],
+            &mut self.b8,
+            &mut self.out,
+        );
+        run_lanes::<8, Avx, Avx>(t, cols, b, out, region, count);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    fn run_avx512(&mut self, region: &[f32], hop: usize, count: usize) {
-        run_lanes::<16, Avx512, Avx>(&self.t, &mut self.b16, &mut self.out, region, hop, count);
+    fn run_avx512(&mut self, region: &[f32], count: usize) {
+        let (t, cols, b, out) = (
+            &self.t,
+            &mut self.cols[self.cols_at..],
+            &mut self.b16,
+            &mut self.out,
+        );
+        run_lanes::<16, Avx512, Avx>(t, cols, b, out, region, count);
     }
 }
 
@@ -819,7 +959,10 @@ fn transpose_out<R: Rows8>(out: &[Out], count: usize, dst: &mut [f32]) {
     let blocks = n_mels / 8;
     for g in 0..count.div_ceil(8) {
         for b in 0..blocks {
-            let rows: [R::V; 8] = std::array::from_fn(|r| R::load_slice(&out[8 * b + r][8 * g..]));
+            let mut rows = [R::splat(0.0); 8];
+            for (r, row) in rows.iter_mut().enumerate() {
+                *row = R::load_slice(&out[8 * b + r][8 * g..]);
+            }
             let cols = R::transpose(rows);
             for (j, col) in cols.iter().enumerate().take(count - 8 * g) {
                 let at = (8 * g + j) * n_mels + 8 * b;
@@ -840,106 +983,95 @@ fn transpose_out<R: Rows8>(out: &[Out], count: usize, dst: &mut [f32]) {
 #[inline(always)]
 fn run_lanes<const L: usize, S: Simd<L>, R: Rows8>(
     t: &Tables,
+    cols: &mut [f32],
     b: &mut Buffers<L>,
     out: &mut [Out],
     region: &[f32],
-    hop: usize,
     count: usize,
 ) {
+    transpose_region::<R>(t, cols, region, count + (t.win_len - 1) / t.hop);
     let mut done = 0;
     while done < count {
-        let n = (count - done).min(L);
-        load::<L, R>(t, b, &region[done * hop..], hop, n);
-        fft::<L, S>(t, b);
+        fft::<L, S>(t, cols, done, b);
         split::<L, S>(t, b);
         mel::<L, S>(t, b, out, done / L);
-        done += n;
+        done += L;
     }
 }
 
-/// Windowed frames, packed as `x[2m] + i·x[2m+1]`, transposed into lanes 8 frames at a time.
-/// Lanes ≥ `count` repeat frame 0.
+/// The first `rows` rows of `hop` samples of `region` (zeros past its end) into `cols`,
+/// transposed: sample `c` of row `r` at `cols[c·stride + r]`. Then sample `i` of frame `f` is
+/// at `cols[(i % hop)·stride + i / hop + f]`, and one sample of `L` consecutive frames is `L`
+/// consecutive values. Each sample is moved once, however many frames overlap it.
 #[inline(always)]
-fn load<const L: usize, R: Rows8>(
-    t: &Tables,
-    b: &mut Buffers<L>,
-    region: &[f32],
-    hop: usize,
-    count: usize,
-) {
-    let off = t.offset;
-    let win_len = t.win_len;
-    let half = b.x.len();
-    if off.is_multiple_of(2) && win_len.is_multiple_of(8) {
-        let (head, rest) = b.x.split_at_mut(off / 2);
-        for c in head
-            .iter_mut()
-            .chain(&mut rest[win_len / 2..half - off / 2])
-        {
-            *c = C::ZERO;
-        }
-        let dst = &mut b.x[off / 2..(off + win_len) / 2];
-        for g in 0..L / 8 {
-            let rows: [&[f32]; 8] = std::array::from_fn(|j| {
-                let f = 8 * g + j;
-                let start = if f < count { f * hop } else { 0 };
-                &region[start..start + win_len]
-            });
-            for (i, (out, w)) in dst
-                .chunks_exact_mut(4)
-                .zip(t.window.chunks_exact(8))
-                .enumerate()
-            {
-                let w = R::load_slice(w);
-                let block: [R::V; 8] =
-                    std::array::from_fn(|f| R::mul(R::load_slice(&rows[f][8 * i..]), w));
-                let tr = R::transpose(block);
-                for (k, c) in out.iter_mut().enumerate() {
-                    R::store(tr[2 * k], &mut c.re.as_chunks_mut::<8>().0[g]);
-                    R::store(tr[2 * k + 1], &mut c.im.as_chunks_mut::<8>().0[g]);
-                }
+fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: &[f32], rows: usize) {
+    let (hop, stride) = (t.hop, t.stride);
+    debug_assert!(rows <= stride && cols.len() >= hop * stride);
+    if !hop.is_multiple_of(8) {
+        for r in 0..rows {
+            for c in 0..hop {
+                cols[c * stride + r] = region.get(r * hop + c).copied().unwrap_or(0.0);
             }
         }
         return;
     }
-    for c in b.x.iter_mut() {
-        *c = C::ZERO;
-    }
-    for f in 0..L {
-        let start = if f < count { f * hop } else { 0 };
-        let frame = &region[start..start + win_len];
-        for (i, (&s, &w)) in frame.iter().zip(&t.window).enumerate() {
-            let n = off + i;
-            let c = &mut b.x[n / 2];
-            if n.is_multiple_of(2) {
-                c.re[f] = s * w;
-            } else {
-                c.im[f] = s * w;
+    let zero = R::splat(0.0);
+    for g in 0..rows.div_ceil(8) {
+        // Rows `8g + i` for `i < full` lie wholly in the region; the others are zeros but for
+        // one that the region ends in.
+        let in_rows = (rows - 8 * g).min(8);
+        let full = (region.len() / hop).saturating_sub(8 * g).min(in_rows);
+        let row = |i: usize| &region[(8 * g + i) * hop..(8 * g + i + 1) * hop];
+        for cg in 0..hop / 8 {
+            // Fixed-count loops (unrolled, the block stays in registers), not `array::from_fn`
+            // (see `first_pass`).
+            let mut block = [zero; 8];
+            for (i, v) in block.iter_mut().enumerate() {
+                if i < full {
+                    *v = R::load_slice(&row(i)[8 * cg..]);
+                } else if i < in_rows {
+                    let start = (8 * g + i) * hop + 8 * cg;
+                    let mut part = [0.0f32; 8];
+                    if let Some(s) = region.get(start..) {
+                        let n = s.len().min(8);
+                        part[..n].copy_from_slice(&s[..n]);
+                    }
+                    *v = R::load_slice(&part);
+                }
+            }
+            let block = R::transpose(block);
+            let dst = &mut cols[8 * cg * stride + 8 * g..];
+            for (j, col) in block.into_iter().enumerate() {
+                let d: &mut [f32; 8] = (&mut dst[j * stride..j * stride + 8])
+                    .try_into()
+                    .expect("8 values");
+                R::store(col, d);
             }
         }
     }
 }
 
+/// The windowed frames `f0..f0 + L`, packed as `x[2m] + i·x[2m+1]`, through the in-place FFT
+/// (the first pass reads the transposed region); the result in `b.x`, in the order of
+/// `t.order`.
 #[inline(always)]
-fn fft<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
-    let mut src_is_x = true;
-    for (r, n, s, tw) in &t.passes {
-        let (src, dst) = if src_is_x {
-            (&b.x, &mut b.y)
-        } else {
-            (&b.y, &mut b.x)
-        };
-        match r {
-            8 => pass::<L, S, 8>(*n, *s, src, dst, tw),
-            5 => pass::<L, S, 5>(*n, *s, src, dst, tw),
-            4 => pass::<L, S, 4>(*n, *s, src, dst, tw),
-            3 => pass::<L, S, 3>(*n, *s, src, dst, tw),
-            _ => pass::<L, S, 2>(*n, *s, src, dst, tw),
-        }
-        src_is_x = !src_is_x;
+fn fft<const L: usize, S: Simd<L>>(t: &Tables, cols: &[f32], f0: usize, b: &mut Buffers<L>) {
+    let (r, tw) = &t.first;
+    match r {
+        8 => first_pass::<L, S, 8>(&t.src, cols, f0, &mut b.x, tw),
+        5 => first_pass::<L, S, 5>(&t.src, cols, f0, &mut b.x, tw),
+        4 => first_pass::<L, S, 4>(&t.src, cols, f0, &mut b.x, tw),
+        3 => first_pass::<L, S, 3>(&t.src, cols, f0, &mut b.x, tw),
+        _ => first_pass::<L, S, 2>(&t.src, cols, f0, &mut b.x, tw),
     }
-    if !src_is_x {
-        std::mem::swap(&mut b.x, &mut b.y);
+    for (r, n, tw) in &t.passes {
+        match r {
+            8 => pass::<L, S, 8>(*n, &mut b.x, tw),
+            5 => pass::<L, S, 5>(*n, &mut b.x, tw),
+            4 => pass::<L, S, 4>(*n, &mut b.x, tw),
+            3 => pass::<L, S, 3>(*n, &mut b.x, tw),
+            _ => pass::<L, S, 2>(*n, &mut b.x, tw),
+        }
     }
 }
 
@@ -961,8 +1093,8 @@ fn split<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
         }
     };
     for &k in &t.split_pairs {
-        let a = Cv::<L, S>::load(&z[k % half]);
-        let b_ = Cv::<L, S>::load(&z[(half - k) % half]);
+        let a = Cv::<L, S>::load(&z[t.order[k % half]]);
+        let b_ = Cv::<L, S>::load(&z[t.order[(half - k) % half]]);
         let (er, ei) = (S::add(a.re, b_.re), S::sub(a.im, b_.im));
         let (dr, di) = (S::sub(a.re, b_.re), S::add(a.im, b_.im));
         let (wr, wi) = (S::splat(t.split[k].0), S::splat(t.split[k].1));
@@ -1030,20 +1162,23 @@ mod tests {
 
     #[test]
     fn batch_matches_per_frame_spectrum_and_lanes_are_independent() {
-        for (win, n_fft, kind, fmin, fmax) in [
-            (400, 400, SpectrumKind::Power, 0.0, 8000.0),
-            (800, 1024, SpectrumKind::Magnitude, 80.0, 7600.0),
-            (300, 360, SpectrumKind::Power, 0.0, 8000.0),
+        // Whisper, dMel, and odd shapes: a hop that is not a multiple of 8 (the region is
+        // transposed value by value), an odd window offset, radices 5·4·3·3.
+        for (win, hop, n_fft, kind, fmin, fmax) in [
+            (400, 160, 400, SpectrumKind::Power, 0.0, 8000.0),
+            (800, 200, 1024, SpectrumKind::Magnitude, 80.0, 7600.0),
+            (300, 160, 360, SpectrumKind::Power, 0.0, 8000.0),
+            (301, 77, 360, SpectrumKind::Magnitude, 0.0, 8000.0),
         ] {
             let mut frame = FrameSpectrum::build(win, n_fft, kind);
             let mel = MelFilterbank::slaney(16_000.0, n_fft / 2 + 1, 80, fmin, fmax);
             let shape = BatchShape {
                 win_len: win,
+                hop,
                 n_fft,
                 kind,
             };
             let mut batch = BatchSpectrum::new(shape, &mel).expect("plan");
-            let hop = 160;
             let sig = signal(hop * 20 + win);
             // Reference: the per-frame path (rustfft) in f32, then mel and log10 as before.
             let mut want = vec![0.0f32; 80];
@@ -1057,12 +1192,12 @@ mod tests {
             }
             let fast = batch.path();
             assert!(paths.contains(&fast));
-            batch.run(&sig[hop * 2..], hop, LANES);
+            batch.run(&sig[hop * 2..], LANES);
             let full = batch.out.clone();
             for &path in &paths {
                 batch.set_path(path);
                 for count in [16, 11, 9, 8, 3, 1] {
-                    batch.run(&sig[hop * 2..], hop, count);
+                    batch.run(&sig[hop * 2..], count);
                     for (m, (got, all)) in batch.out.iter().zip(&full).enumerate() {
                         for f in 0..count {
                             assert_eq!(

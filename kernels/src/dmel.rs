@@ -224,7 +224,7 @@ impl DmelFrame {
             }
             return;
         };
-        batch.run(region, self.hop, count);
+        batch.run(region, count);
         let n_mels = self.logmel.len();
         let values = &mut self.frames[..count * n_mels];
         batch.frames_into(count, values);
@@ -322,6 +322,7 @@ impl DmelStream {
                 batch: BatchSpectrum::new(
                     BatchShape {
                         win_len: config.window,
+                        hop: config.hop,
                         n_fft: config.n_fft,
                         kind: SpectrumKind::Magnitude,
                     },

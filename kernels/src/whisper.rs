@@ -57,6 +57,7 @@ impl FrameCore {
         );
         let shape = BatchShape {
             win_len: WHISPER_N_FFT,
+            hop: WHISPER_HOP,
             n_fft: WHISPER_N_FFT,
             kind: SpectrumKind::Power,
         };
@@ -70,7 +71,7 @@ impl FrameCore {
     /// `log10(max(mel, 1e-10))` each: `emit(f, values)` in frame order.
     #[inline]
     fn frames(&mut self, region: &[f32], count: usize, mut emit: impl FnMut(usize, &[f32])) {
-        self.batch.run(region, WHISPER_HOP, count);
+        self.batch.run(region, count);
         self.batch.frames_into(count, &mut self.frames);
         for (f, frame) in self
             .frames
