@@ -404,12 +404,20 @@ impl<const L: usize, S: Simd<L>> Cv<L, S> {
             im: S::sub(self.im, o.im),
         }
     }
-    /// −i · self.
+    /// self + (−i)·v, without negating.
     #[inline(always)]
-    fn neg_i(self) -> Self {
+    fn add_neg_i(self, v: Self) -> Self {
         Cv {
-            re: self.im,
-            im: S::sub(S::splat(0.0), self.re),
+            re: S::add(self.re, v.im),
+            im: S::sub(self.im, v.re),
+        }
+    }
+    /// self − (−i)·v, without negating.
+    #[inline(always)]
+    fn sub_neg_i(self, v: Self) -> Self {
+        Cv {
+            re: S::sub(self.re, v.im),
+            im: S::add(self.im, v.re),
         }
     }
     #[inline(always)]
@@ -454,10 +462,10 @@ fn dft<const L: usize, S: Simd<L>, const R: usize>(a: &mut [Cv<L, S>; R]) {
             let s = x1.add(x2);
             let d = x1.sub(x2);
             let t = x0.fma(s, S::splat(-0.5));
-            let u = d.scale(S::splat(H)).neg_i();
+            let v = d.scale(S::splat(H));
             a[0] = x0.add(s);
-            a[1] = t.add(u);
-            a[2] = t.sub(u);
+            a[1] = t.add_neg_i(v);
+            a[2] = t.sub_neg_i(v);
         }
         4 => {
             let b = dft4([a[0], a[1], a[2], a[3]]);
@@ -468,6 +476,7 @@ fn dft<const L: usize, S: Simd<L>, const R: usize>(a: &mut [Cv<L, S>; R]) {
             let c2 = S::splat((4.0 * std::f64::consts::PI / 5.0).cos() as f32);
             let s1 = S::splat((2.0 * std::f64::consts::PI / 5.0).sin() as f32);
             let s2 = S::splat((4.0 * std::f64::consts::PI / 5.0).sin() as f32);
+            let minus_s1 = S::splat(-(2.0 * std::f64::consts::PI / 5.0).sin() as f32);
             let x0 = a[0];
             let a1 = a[1].add(a[4]);
             let b1 = a[1].sub(a[4]);
@@ -475,31 +484,44 @@ fn dft<const L: usize, S: Simd<L>, const R: usize>(a: &mut [Cv<L, S>; R]) {
             let b2 = a[2].sub(a[3]);
             let t1 = x0.fma(a1, c1).fma(a2, c2);
             let t2 = x0.fma(a1, c2).fma(a2, c1);
-            // −i·(s1·b1 + s2·b2) and −i·(s2·b1 − s1·b2).
-            let u1 = b1.scale(s1).fma(b2, s2).neg_i();
-            let u2 = b1.scale(s2).fma(b2, S::sub(S::splat(0.0), s1)).neg_i();
+            // Outputs 1 and 4: t1 ∓ i·(s1·b1 + s2·b2); 2 and 3: t2 ∓ i·(s2·b1 − s1·b2).
+            let v1 = b1.scale(s1).fma(b2, s2);
+            let v2 = b1.scale(s2).fma(b2, minus_s1);
             a[0] = x0.add(a1).add(a2);
-            a[1] = t1.add(u1);
-            a[4] = t1.sub(u1);
-            a[2] = t2.add(u2);
-            a[3] = t2.sub(u2);
+            a[1] = t1.add_neg_i(v1);
+            a[4] = t1.sub_neg_i(v1);
+            a[2] = t2.add_neg_i(v2);
+            a[3] = t2.sub_neg_i(v2);
         }
         8 => {
             let e = dft4([a[0], a[2], a[4], a[6]]);
             let o = dft4([a[1], a[3], a[5], a[7]]);
             let h = S::splat(SQRT_HALF);
-            // W8¹·o1 = (o1 − i·o1)/√2, W8²·o2 = −i·o2, W8³·o3 = (−o3 − i·o3)/√2.
-            let o1 = o[1].add(o[1].neg_i()).scale(h);
-            let o2 = o[2].neg_i();
-            let o3 = o[3].neg_i().sub(o[3]).scale(h);
+            // W8¹·o1 = ((o1.re + o1.im) + i(o1.im − o1.re))/√2, W8²·o2 = −i·o2,
+            // W8³·o3 = ((o3.im − o3.re) − i(o3.re + o3.im))/√2; the 1/√2 goes into fused
+            // multiply-adds with e1 and e3.
+            let (s1, d1) = (S::add(o[1].re, o[1].im), S::sub(o[1].im, o[1].re));
+            let (s3, d3) = (S::add(o[3].re, o[3].im), S::sub(o[3].im, o[3].re));
             a[0] = e[0].add(o[0]);
             a[4] = e[0].sub(o[0]);
-            a[1] = e[1].add(o1);
-            a[5] = e[1].sub(o1);
-            a[2] = e[2].add(o2);
-            a[6] = e[2].sub(o2);
-            a[3] = e[3].add(o3);
-            a[7] = e[3].sub(o3);
+            a[1] = Cv {
+                re: S::fma(s1, h, e[1].re),
+                im: S::fma(d1, h, e[1].im),
+            };
+            a[5] = Cv {
+                re: S::fnma(s1, h, e[1].re),
+                im: S::fnma(d1, h, e[1].im),
+            };
+            a[2] = e[2].add_neg_i(o[2]);
+            a[6] = e[2].sub_neg_i(o[2]);
+            a[3] = Cv {
+                re: S::fma(d3, h, e[3].re),
+                im: S::fnma(s3, h, e[3].im),
+            };
+            a[7] = Cv {
+                re: S::fnma(d3, h, e[3].re),
+                im: S::fma(s3, h, e[3].im),
+            };
         }
         _ => unreachable!("radix {R} is not planned"),
     }
@@ -510,8 +532,8 @@ fn dft4<const L: usize, S: Simd<L>>(a: [Cv<L, S>; 4]) -> [Cv<L, S>; 4] {
     let t0 = a[0].add(a[2]);
     let t1 = a[0].sub(a[2]);
     let t2 = a[1].add(a[3]);
-    let t3 = a[1].sub(a[3]).neg_i();
-    [t0.add(t2), t1.add(t3), t0.sub(t2), t1.sub(t3)]
+    let t3 = a[1].sub(a[3]);
+    [t0.add(t2), t1.add_neg_i(t3), t0.sub(t2), t1.sub_neg_i(t3)]
 }
 
 /// The twiddles `w_p^k = e^{−2πi p·k / n}`, k = 1..R, of butterfly `p` (index 0 unused).
@@ -590,13 +612,19 @@ fn first_pass<const L: usize, S: Simd<L>, const R: usize>(
 ) {
     let n = x.len();
     let m = n / R;
-    assert!(src.len() == n && tw.len() >= m * (R - 1));
+    // No twiddles: a prime-factor split (see `BatchSpectrum::with_path`).
+    let twiddled = !tw.is_empty();
+    assert!(src.len() == n && (!twiddled || tw.len() >= m * (R - 1)));
     let zero = Cv {
         re: S::splat(0.0),
         im: S::splat(0.0),
     };
     for p in 0..m {
-        let w = twiddles::<L, S, R>(tw, p);
+        let w = if twiddled {
+            twiddles::<L, S, R>(tw, p)
+        } else {
+            ([S::splat(1.0); R], [S::splat(0.0); R])
+        };
         // A loop, not `array::from_fn`: its closure would not inherit the caller's target
         // features, and the intrinsics in it would not inline.
         let mut a = [zero; R];
@@ -609,7 +637,7 @@ fn first_pass<const L: usize, S: Simd<L>, const R: usize>(
             a.im = S::mul(S::load(im), S::splat(s.w_im));
         }
         dft::<L, S, R>(&mut a);
-        store_twiddled(&a, p, &w, x, |k| p + k * m);
+        store_twiddled(&a, if twiddled { p } else { 0 }, &w, x, |k| p + k * m);
     }
 }
 
@@ -663,11 +691,11 @@ type Pass = (usize, usize, Vec<(f32, f32)>);
 struct Tables {
     win_len: usize,
     hop: usize,
-    /// Values per column of the transposed region (a multiple of 16, more than any lane reads).
+    /// Values per column of the transposed region (a multiple of 8, more than any lane reads).
     stride: usize,
     /// Per complex FFT input: where its samples come from.
     src: Vec<Source>,
-    /// The first pass: (radix, twiddles).
+    /// The first pass: (radix, twiddles; none for a prime-factor split).
     first: (usize, Vec<(f32, f32)>),
     /// The other passes, in place.
     passes: Vec<Pass>,
@@ -753,7 +781,35 @@ impl BatchSpectrum {
             }
             tw
         };
-        let first = (radices[0], twiddles_of(radices[0], half));
+        // Prime-factor (Good–Thomas) split when the first radix is the whole power-of-two part
+        // of M and an odd part m is left (Whisper: 200 = 8 · 25): with the input permuted to
+        // n = (m·n1 + r·n2) mod M and the output read back by the Chinese remainder theorem,
+        // the first pass needs no twiddles (its 7 complex products per butterfly).
+        let r = radices[0];
+        let m = half / r;
+        let prime_factor = r.is_power_of_two() && m % 2 == 1 && m > 1;
+        let first = (
+            r,
+            if prime_factor {
+                Vec::new()
+            } else {
+                twiddles_of(r, half)
+            },
+        );
+        let order = if prime_factor {
+            let sub = positions(&radices[1..], m);
+            (0..half).map(|k| (k % r) * m + sub[k % m]).collect()
+        } else {
+            positions(&radices, half)
+        };
+        // Complex input at first-pass position `c = n2 + m·n1`.
+        let input = |c: usize| {
+            if prime_factor {
+                (m * (c / m) + r * (c % m)) % half
+            } else {
+                c
+            }
+        };
         let mut passes = Vec::new();
         let mut n = half / radices[0];
         for &r in &radices[1..] {
@@ -761,7 +817,7 @@ impl BatchSpectrum {
             n /= r;
         }
         // Frame sample `i` of lane `f` is region row `f + i / hop`, column `i % hop`.
-        let stride = (LANES + (win_len - 1) / hop).next_multiple_of(16);
+        let stride = (LANES + (win_len - 1) / hop).next_multiple_of(8);
         let window = periodic_hann(win_len);
         let offset = (n_fft - win_len) / 2;
         let source = |n: usize| -> (u32, f32) {
@@ -772,7 +828,8 @@ impl BatchSpectrum {
         };
         let src = (0..half)
             .map(|c| {
-                let ((re, w_re), (im, w_im)) = (source(2 * c), source(2 * c + 1));
+                let n = input(c);
+                let ((re, w_re), (im, w_im)) = (source(2 * n), source(2 * n + 1));
                 Source { re, w_re, im, w_im }
             })
             .collect();
@@ -819,7 +876,7 @@ impl BatchSpectrum {
                 src,
                 first,
                 passes,
-                order: positions(&radices, half),
+                order,
                 split,
                 kind,
                 mel_starts,
