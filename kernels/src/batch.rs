@@ -1148,9 +1148,10 @@ fn fft<const L: usize, S: Simd<L>>(t: &Tables, cols: &[f32], f0: usize, b: &mut 
 
 /// The split step to the real spectrum, two bins at a time: `X[k]` and `X[M − k]` both come
 /// from `A = Z[k]` and `B = conj(Z[M − k])`. With `E = A + B`, `D = A − B` (twice the textbook
-/// halves), `P = wr·dr − wi·di` and `Q = wr·di + wi·dr` (`w = e^{−2πik/N}`): `2·X[k] = (er + Q)
-/// + i(ei − P)` and `2·X[M − k] = (er − Q) − i(ei + P)`. The factor 2 stays in: |2X|² = 4|X|²
-/// exactly, and the mel weights carry the exact ¼ (or ½ for |X|, floor 4e-10 for 1e-10).
+/// halves), `P = wr·dr − wi·di` and `Q = wr·di + wi·dr` (`w = e^{−2πik/N}`):
+/// `2·X[k] = (er + Q) + i(ei − P)` and `2·X[M − k] = (er − Q) − i(ei + P)`. The factor 2
+/// stays in: |2X|² = 4|X|² exactly, and the mel weights carry the exact ¼ (or ½ for |X|, with
+/// the floor 4e-10 for 1e-10).
 #[inline(always)]
 fn split<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
     let z = &b.x;
