@@ -3,15 +3,19 @@
 //! step of the FFT, the split into the real spectrum, |X|² or |X|, the sparse mel sums and
 //! log10 is a full-width vertical operation with no shuffles.
 //!
-//! The FFT is a mixed-radix Stockham FFT (radices 8, 5, 4, 3, 2) of the N/2 complex values
-//! `x[2m] + i·x[2m+1]`, then the usual split step to the N/2 + 1 bins of the real transform.
-//! Whisper's N/2 = 200 = 8·5·5, dMel's 512 = 8·8·8.
+//! A call first transposes the region once (rows of `hop` samples become columns), so that one
+//! sample of consecutive frames is consecutive values. The FFT is an in-place mixed-radix
+//! decimation-in-frequency FFT (radices 8, 5, 4, 3, 2) of the N/2 complex values
+//! `x[2m] + i·x[2m+1]`, whose first pass reads the transposed region and windows it; Whisper's
+//! N/2 = 200 = 8·25 takes a prime-factor first pass (no twiddles), dMel's 512 = 8·8·8 the plain
+//! one. The split step to the N/2 + 1 bins of the real transform reads the FFT's output through
+//! its digit-reversal table, two bins at a time.
 //!
 //! Lanes never mix, and every lane goes through the same IEEE operations in the same order
 //! (fused multiply-adds included: the plain build uses `f32::mul_add`, exact like the FMA
 //! instruction), so a frame's result does not depend on which batch or lane it was computed
-//! in, nor on which build ran ([`Path`]: AVX-512F on 16 lanes, AVX2 + FMA on 8, plain Rust on 8
-//! or 16): the streamed and offline outputs stay bit-identical whatever the chunking.
+//! in, nor on which build ran ([`Path`]: AVX-512F on 16 lanes, AVX2 + FMA on 8 or 4, plain Rust
+//! on 8 or 16): the streamed and offline outputs stay bit-identical whatever the chunking.
 
 #[cfg(test)]
 use crate::spectrum::log10_floor_in_place;
