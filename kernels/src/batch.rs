@@ -604,12 +604,15 @@ fn dft4<const L: usize, S: Simd<L>>(a: [Cv<L, S>; 4]) -> [Cv<L, S>; 4] {
     [t0.add(t2), t1.add_neg_i(t3), t0.sub(t2), t1.sub_neg_i(t3)]
 }
 
+/// A butterfly's twiddles, real and imaginary parts, in registers.
+type Twiddles<V, const R: usize> = ([V; R], [V; R]);
+
 /// The twiddles `w_p^k = e^{−2πi p·k / n}`, k = 1..R, of butterfly `p` (index 0 unused).
 #[inline(always)]
 fn twiddles<const L: usize, S: Simd<L>, const R: usize>(
     tw: &[(f32, f32)],
     p: usize,
-) -> ([S::V; R], [S::V; R]) {
+) -> Twiddles<S::V, R> {
     let w = &tw[p * (R - 1)..(p + 1) * (R - 1)];
     let mut wr = [S::splat(1.0); R];
     let mut wi = [S::splat(0.0); R];
@@ -620,21 +623,19 @@ fn twiddles<const L: usize, S: Simd<L>, const R: usize>(
     (wr, wi)
 }
 
-/// Stores butterfly `p`'s outputs, twiddled, at `x[at(k)]`.
+/// Stores a butterfly's outputs at `x[at(k)]`, twiddled by `w` where it has twiddles.
 #[inline(always)]
 fn store_twiddled<const L: usize, S: Simd<L>, const R: usize>(
     a: &[Cv<L, S>; R],
-    p: usize,
-    (wr, wi): &([S::V; R], [S::V; R]),
+    w: Option<&Twiddles<S::V, R>>,
     x: &mut [C<L>],
     at: impl Fn(usize) -> usize,
 ) {
     a[0].store(&mut x[at(0)]);
     for k in 1..R {
-        let v = if p == 0 {
-            a[k]
-        } else {
-            a[k].twiddle(wr[k], wi[k])
+        let v = match w {
+            Some((wr, wi)) => a[k].twiddle(wr[k], wi[k]),
+            None => a[k],
         };
         v.store(&mut x[at(k)]);
     }
@@ -661,7 +662,8 @@ fn pass<const L: usize, S: Simd<L>, const R: usize>(n: usize, x: &mut [C<L>], tw
                 *a = Cv::load(&x[base + p + j * m]);
             }
             dft::<L, S, R>(&mut a);
-            store_twiddled(&a, p, &w, x, |k| base + p + k * m);
+            // Butterfly 0's twiddles are all 1.
+            store_twiddled(&a, (p > 0).then_some(&w), x, |k| base + p + k * m);
         }
     }
 }
@@ -676,23 +678,16 @@ fn first_pass<const L: usize, S: Simd<L>, const R: usize>(
     cols: &[f32],
     f0: usize,
     x: &mut [C<L>],
-    tw: &[(f32, f32)],
+    tw: Option<&[(f32, f32)]>,
 ) {
     let n = x.len();
     let m = n / R;
-    // No twiddles: a prime-factor split (see `BatchSpectrum::with_path`).
-    let twiddled = !tw.is_empty();
-    assert!(src.len() == n && (!twiddled || tw.len() >= m * (R - 1)));
+    assert!(src.len() == n && tw.is_none_or(|tw| tw.len() >= m * (R - 1)));
     let zero = Cv {
         re: S::splat(0.0),
         im: S::splat(0.0),
     };
     for p in 0..m {
-        let w = if twiddled {
-            twiddles::<L, S, R>(tw, p)
-        } else {
-            ([S::splat(1.0); R], [S::splat(0.0); R])
-        };
         // A loop, not `array::from_fn`: its closure would not inherit the caller's target
         // features, and the intrinsics in it would not inline.
         let mut a = [zero; R];
@@ -705,7 +700,15 @@ fn first_pass<const L: usize, S: Simd<L>, const R: usize>(
             a.im = S::mul(S::load(im), S::splat(s.w_im));
         }
         dft::<L, S, R>(&mut a);
-        store_twiddled(&a, if twiddled { p } else { 0 }, &w, x, |k| p + k * m);
+        // No twiddles for a prime-factor split (see `BatchSpectrum::with_path`); butterfly 0's
+        // are all 1.
+        match tw {
+            Some(tw) if p > 0 => {
+                let w = twiddles::<L, S, R>(tw, p);
+                store_twiddled(&a, Some(&w), x, |k| p + k * m);
+            }
+            _ => store_twiddled(&a, None, x, |k| p + k * m),
+        }
     }
 }
 
@@ -764,7 +767,7 @@ struct Tables {
     /// Per complex FFT input: where its samples come from.
     src: Vec<Source>,
     /// The first pass: (radix, twiddles; none for a prime-factor split).
-    first: (usize, Vec<(f32, f32)>),
+    first: (usize, Option<Vec<(f32, f32)>>),
     /// The other passes, in place.
     passes: Vec<Pass>,
     /// `order[f]`: where the FFT leaves frequency `f`.
@@ -778,6 +781,21 @@ struct Tables {
     mel_weights: Vec<f32>,
     /// `k ≤ M/2` whose bin `k` or `M − k` a mel filter reads: only these are computed.
     split_pairs: Vec<usize>,
+}
+
+/// The transposed region's buffer ([`BatchSpectrum::cols`]), used from a 64-byte boundary on,
+/// so that the 8-value stores of the transposes never straddle two cache lines.
+struct Columns(Vec<f32>);
+
+impl Columns {
+    fn new(len: usize) -> Self {
+        Columns(vec![0.0; len + 16])
+    }
+
+    fn get_mut(&mut self) -> &mut [f32] {
+        let at = self.0.as_ptr().align_offset(64).min(16);
+        &mut self.0[at..]
+    }
 }
 
 /// The working vectors of an `L`-lane batch (empty until a path of that width is chosen).
@@ -810,10 +828,8 @@ pub(crate) struct BatchSpectrum {
     b8: Buffers<8>,
     b16: Buffers<16>,
     /// The region of the current call, transposed: column `c` (`stride` values) holds sample
-    /// `c` of every row of `hop` samples. It starts at `cols_at`, on a 64-byte boundary, so that
-    /// the 8-value stores of the transposes never straddle two cache lines.
-    cols: Vec<f32>,
-    cols_at: usize,
+    /// `c` of every row of `hop` samples.
+    cols: Columns,
     /// `log10(max(mel, 1e-10))`, `[n_mels]` vectors, lane = frame of the call.
     pub(crate) out: Vec<Out>,
     path: Path,
@@ -857,14 +873,7 @@ impl BatchSpectrum {
         let r = radices[0];
         let m = half / r;
         let prime_factor = r.is_power_of_two() && m % 2 == 1 && m > 1;
-        let first = (
-            r,
-            if prime_factor {
-                Vec::new()
-            } else {
-                twiddles_of(r, half)
-            },
-        );
+        let first = (r, (!prime_factor).then(|| twiddles_of(r, half)));
         let order = if prime_factor {
             let sub = positions(&radices[1..], m);
             (0..half).map(|k| (k % r) * m + sub[k % m]).collect()
@@ -916,7 +925,6 @@ impl BatchSpectrum {
         for row in dense.chunks_exact(bins) {
             let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
             let last = row.iter().rposition(|&w| w != 0.0).map_or(first, |i| i + 1);
-
             mel_starts.push(first);
             // The split step leaves |X|² four times (|X| twice) too large: an exact power of
             // two, taken back here.
@@ -956,12 +964,10 @@ impl BatchSpectrum {
             b4: Buffers::empty(),
             b8: Buffers::empty(),
             b16: Buffers::empty(),
-            cols: vec![0.0; hop * stride + 16],
-            cols_at: 0,
+            cols: Columns::new(hop * stride),
             out: vec![[0.0; LANES]; mel.n_mels()],
             path,
         };
-        batch.cols_at = batch.cols.as_ptr().align_offset(64).min(16);
         batch.set_path(path);
         Some(batch)
     }
@@ -1013,7 +1019,7 @@ impl BatchSpectrum {
             Path::Avx2 => unsafe { self.run_avx2(region, count) },
             Path::Plain16 => run_lanes::<16, Plain<16>, Plain<8>>(
                 &self.t,
-                &mut self.cols[self.cols_at..],
+                self.cols.get_mut(),
                 &mut self.b16,
                 &mut self.out,
                 region,
@@ -1021,7 +1027,7 @@ impl BatchSpectrum {
             ),
             _ => run_lanes::<8, Plain<8>, Plain<8>>(
                 &self.t,
-                &mut self.cols[self.cols_at..],
+                self.cols.get_mut(),
                 &mut self.b8,
                 &mut self.out,
                 region,
@@ -1050,12 +1056,7 @@ impl BatchSpectrum {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn run_avx2(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (
-            &self.t,
-            &mut self.cols[self.cols_at..],
-            &mut self.b8,
-            &mut self.out,
-        );
+        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b8, &mut self.out);
         run_lanes::<8, Avx, Avx>(t, cols, b, out, region, count);
     }
 
@@ -1063,12 +1064,7 @@ impl BatchSpectrum {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     fn run_sse_vl(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (
-            &self.t,
-            &mut self.cols[self.cols_at..],
-            &mut self.b4,
-            &mut self.out,
-        );
+        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b4, &mut self.out);
         run_lanes::<4, Sse, Avx>(t, cols, b, out, region, count);
     }
 
@@ -1076,24 +1072,14 @@ impl BatchSpectrum {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     fn run_avx2_vl(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (
-            &self.t,
-            &mut self.cols[self.cols_at..],
-            &mut self.b8,
-            &mut self.out,
-        );
+        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b8, &mut self.out);
         run_lanes::<8, Avx, Avx>(t, cols, b, out, region, count);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     fn run_avx512(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (
-            &self.t,
-            &mut self.cols[self.cols_at..],
-            &mut self.b16,
-            &mut self.out,
-        );
+        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b16, &mut self.out);
         run_lanes::<16, Avx512, Avx>(t, cols, b, out, region, count);
     }
 }
@@ -1203,7 +1189,7 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: &[f32], rows
 /// `t.order`.
 #[inline(always)]
 fn fft<const L: usize, S: Simd<L>>(t: &Tables, cols: &[f32], f0: usize, b: &mut Buffers<L>) {
-    let (r, tw) = &t.first;
+    let (r, tw) = (t.first.0, t.first.1.as_deref());
     match r {
         8 => first_pass::<L, S, 8>(&t.src, cols, f0, &mut b.x, tw),
         5 => first_pass::<L, S, 5>(&t.src, cols, f0, &mut b.x, tw),
@@ -1446,14 +1432,8 @@ mod tests {
             };
             let mut batch = BatchSpectrum::with_path(shape, &mel, Path::Plain8).expect("plan");
             let sig = signal(hop * 8 + win);
-            let BatchSpectrum {
-                t,
-                cols,
-                cols_at,
-                b8,
-                ..
-            } = &mut batch;
-            let cols = &mut cols[*cols_at..];
+            let BatchSpectrum { t, cols, b8, .. } = &mut batch;
+            let cols = cols.get_mut();
             transpose_region::<Plain<8>>(t, cols, &sig, 8 + (win - 1) / hop);
             fft::<8, Plain<8>>(t, cols, 0, b8);
             let window = periodic_hann(win);
