@@ -23,9 +23,10 @@ use crate::spectrum::{
     LN2_HI, LN2_LO, LOG_P, MelFilterbank, SpectrumKind, has_avx2, log_split, periodic_hann,
 };
 
-/// Frames per call to [`BatchSpectrum::run`]: the 16 `f32` lanes of an AVX-512 register. The
-/// AVX2 and plain paths run such a call as batches of 8 lanes.
-pub(crate) const LANES: usize = 16;
+/// Frames per call to [`BatchSpectrum::run`]: the 16 `f32` lanes of an AVX-512 register and
+/// the 8 of an AVX2 one, computed in lockstep (see [`run_lanes`]). A 200 ms micro-turn of
+/// Whisper frames (20) is one call.
+pub(crate) const LANES: usize = 24;
 
 /// One output value for each of up to [`LANES`] frames.
 pub(crate) type Out = [f32; LANES];
@@ -33,15 +34,16 @@ pub(crate) type Out = [f32; LANES];
 /// Which build of the batch code runs, and how many lanes it computes at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// Plain Rust, 8 lanes (CPUs without AVX2).
+    /// Plain Rust, 8 lanes, or two batches of 8 in lockstep (CPUs without AVX2).
     Plain8,
-    /// Plain Rust, 16 lanes (only for the equality tests).
+    /// Plain Rust, 16 lanes and 8 more in lockstep (only for the equality tests).
     #[cfg_attr(not(test), allow(dead_code))]
     Plain16,
-    /// AVX2 + FMA, 8 lanes.
+    /// AVX2 + FMA, 8 lanes, or two batches of 8 in lockstep.
     Avx2,
-    /// AVX-512F, 16 lanes (calls of at most 8 frames take the AVX2 code on 8 lanes, and calls
-    /// of at most 4 the same code on 4 lanes, built with AVX-512VL's 32 registers).
+    /// AVX-512F, 16 lanes and up to 8 more in lockstep (calls of at most 8 frames take the
+    /// AVX2 code on 8 lanes, and calls of at most 4 the same code on 4 lanes, built with
+    /// AVX-512VL's 32 registers).
     Avx512,
 }
 
@@ -54,14 +56,6 @@ impl Path {
             Path::Avx2
         } else {
             Path::Plain8
-        }
-    }
-
-    /// Lanes computed at once.
-    pub(crate) fn lanes(self) -> usize {
-        match self {
-            Path::Plain8 | Path::Avx2 => 8,
-            Path::Plain16 | Path::Avx512 => 16,
         }
     }
 }
@@ -642,73 +636,110 @@ fn store_twiddled<const L: usize, S: Simd<L>, const R: usize>(
 }
 
 /// One in-place pass of radix `R` (decimation in frequency) over the `n`-point sub-transforms
-/// `x[g·n..(g + 1)·n]`: butterfly `p < m = n / R` reads `x[g·n + p + j·m]` and writes
-/// `(Σ_j x[g·n + p + j·m] W_R^{jk}) · w_p^k` back to `x[g·n + p + k·m]` (`w_p = e^{−2πi p / n}`,
-/// `tw[p·(R−1) + k − 1] = w_p^k`). The frequencies end up in mixed-radix digit-reversed order
-/// ([`positions`]).
+/// `x[g·n..(g + 1)·n]` (and the same on `x2`, in lockstep): butterfly `p < m = n / R` reads
+/// `x[g·n + p + j·m]` and writes `(Σ_j x[g·n + p + j·m] W_R^{jk}) · w_p^k` back to
+/// `x[g·n + p + k·m]` (`w_p = e^{−2πi p / n}`, `tw[p·(R−1) + k − 1] = w_p^k`). The frequencies
+/// end up in mixed-radix digit-reversed order ([`positions`]).
 #[inline(always)]
-fn pass<const L: usize, S: Simd<L>, const R: usize>(n: usize, x: &mut [C<L>], tw: &[(f32, f32)]) {
+fn pass<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, const R: usize>(
+    n: usize,
+    x: &mut [C<L>],
+    mut x2: Option<&mut [C<L2>]>,
+    tw: &[(f32, f32)],
+) {
     let m = n / R;
     assert!(x.len().is_multiple_of(n) && tw.len() >= m * (R - 1));
-    let zero = Cv {
-        re: S::splat(0.0),
-        im: S::splat(0.0),
-    };
+    assert!(x2.as_ref().is_none_or(|x2| x2.len() == x.len()));
     for p in 0..m {
         let w = twiddles::<L, S, R>(tw, p);
+        let w2 = twiddles::<L2, S2, R>(tw, p);
         for base in (0..x.len()).step_by(n) {
-            let mut a = [zero; R];
-            for (j, a) in a.iter_mut().enumerate() {
-                *a = Cv::load(&x[base + p + j * m]);
+            butterfly::<L, S, R>(x, base + p, m, (p > 0).then_some(&w));
+            if let Some(x2) = x2.as_deref_mut() {
+                butterfly::<L2, S2, R>(x2, base + p, m, (p > 0).then_some(&w2));
             }
-            dft::<L, S, R>(&mut a);
-            // Butterfly 0's twiddles are all 1.
-            store_twiddled(&a, (p > 0).then_some(&w), x, |k| base + p + k * m);
         }
     }
 }
 
-/// The first pass, as [`pass`] over the whole transform, reading its inputs from the
-/// transposed region (`cols`, see [`transpose_region`]) and windowing them: complex input `c`
-/// of lane `f` is `cols[re + f] · w_re + i · cols[im + f] · w_im` with `src[c]`'s offsets and
-/// taps, where `f0` is added to the offsets for a batch of later frames.
+/// One butterfly of [`pass`]: `x[at + j·m]`, `j < R`, in place (butterfly 0 has no twiddles).
 #[inline(always)]
-fn first_pass<const L: usize, S: Simd<L>, const R: usize>(
+fn butterfly<const L: usize, S: Simd<L>, const R: usize>(
+    x: &mut [C<L>],
+    at: usize,
+    m: usize,
+    w: Option<&Twiddles<S::V, R>>,
+) {
+    let mut a = [Cv {
+        re: S::splat(0.0),
+        im: S::splat(0.0),
+    }; R];
+    for (j, a) in a.iter_mut().enumerate() {
+        *a = Cv::load(&x[at + j * m]);
+    }
+    dft::<L, S, R>(&mut a);
+    store_twiddled(&a, w, x, |k| at + k * m);
+}
+
+/// The first pass, as [`pass`] over the whole transform (on `x` and, in lockstep, `x2`),
+/// reading its inputs from the transposed region (`cols`, see [`transpose_region`]) and
+/// windowing them: complex input `c` of lane `f` is `cols[re + f] · w_re + i · cols[im + f] ·
+/// w_im` with `src[c]`'s offsets and taps, where `f0` (`f2`) is added to the offsets for a
+/// batch of later frames.
+#[inline(always)]
+fn first_pass<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, const R: usize>(
     src: &[Source],
     cols: &[f32],
-    f0: usize,
-    x: &mut [C<L>],
+    (f0, x): (usize, &mut [C<L>]),
+    mut x2: Option<(&mut [C<L2>], usize)>,
     tw: Option<&[(f32, f32)]>,
 ) {
     let n = x.len();
     let m = n / R;
     assert!(src.len() == n && tw.is_none_or(|tw| tw.len() >= m * (R - 1)));
-    let zero = Cv {
+    assert!(x2.as_ref().is_none_or(|(x2, _)| x2.len() == n));
+    for p in 0..m {
+        first_butterfly::<L, S, R>(src, cols, f0, x, p, tw);
+        if let Some((x2, f2)) = x2.as_mut() {
+            first_butterfly::<L2, S2, R>(src, cols, *f2, x2, p, tw);
+        }
+    }
+}
+
+/// Butterfly `p` of [`first_pass`] on one batch.
+#[inline(always)]
+fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
+    src: &[Source],
+    cols: &[f32],
+    f0: usize,
+    x: &mut [C<L>],
+    p: usize,
+    tw: Option<&[(f32, f32)]>,
+) {
+    let m = x.len() / R;
+    // A loop, not `array::from_fn`: its closure would not inherit the caller's target
+    // features, and the intrinsics in it would not inline.
+    let mut a = [Cv {
         re: S::splat(0.0),
         im: S::splat(0.0),
-    };
-    for p in 0..m {
-        // A loop, not `array::from_fn`: its closure would not inherit the caller's target
-        // features, and the intrinsics in it would not inline.
-        let mut a = [zero; R];
-        for (j, a) in a.iter_mut().enumerate() {
-            let s = &src[p + j * m];
-            let (re, im) = (s.re as usize + f0, s.im as usize + f0);
-            let re: &[f32; L] = cols[re..re + L].try_into().expect("L values");
-            let im: &[f32; L] = cols[im..im + L].try_into().expect("L values");
-            a.re = S::mul(S::load(re), S::splat(s.w_re));
-            a.im = S::mul(S::load(im), S::splat(s.w_im));
+    }; R];
+    for (j, a) in a.iter_mut().enumerate() {
+        let s = &src[p + j * m];
+        let (re, im) = (s.re as usize + f0, s.im as usize + f0);
+        let re: &[f32; L] = cols[re..re + L].try_into().expect("L values");
+        let im: &[f32; L] = cols[im..im + L].try_into().expect("L values");
+        a.re = S::mul(S::load(re), S::splat(s.w_re));
+        a.im = S::mul(S::load(im), S::splat(s.w_im));
+    }
+    dft::<L, S, R>(&mut a);
+    // No twiddles for a prime-factor split (see `BatchSpectrum::with_path`); butterfly 0's
+    // are all 1.
+    match tw {
+        Some(tw) if p > 0 => {
+            let w = twiddles::<L, S, R>(tw, p);
+            store_twiddled(&a, Some(&w), x, |k| p + k * m);
         }
-        dft::<L, S, R>(&mut a);
-        // No twiddles for a prime-factor split (see `BatchSpectrum::with_path`); butterfly 0's
-        // are all 1.
-        match tw {
-            Some(tw) if p > 0 => {
-                let w = twiddles::<L, S, R>(tw, p);
-                store_twiddled(&a, Some(&w), x, |k| p + k * m);
-            }
-            _ => store_twiddled(&a, None, x, |k| p + k * m),
-        }
+        _ => store_twiddled(&a, None, x, |k| p + k * m),
     }
 }
 
@@ -770,17 +801,35 @@ struct Tables {
     first: (usize, Option<Vec<(f32, f32)>>),
     /// The other passes, in place.
     passes: Vec<Pass>,
-    /// `order[f]`: where the FFT leaves frequency `f`.
+    /// `order[f]`: where the FFT leaves frequency `f` (in the split steps' positions).
+    #[cfg_attr(not(test), allow(dead_code))]
     order: Vec<usize>,
-    /// Split-step twiddles e^{−2πik/N}, k = 0..=M/2.
-    split: Vec<(f32, f32)>,
     kind: SpectrumKind,
-    /// Mel filter m sums `spec[starts[m] + i] · weights[offsets[m] + i]`.
-    mel_starts: Vec<usize>,
-    mel_offsets: Vec<usize>,
+    /// Mel filter `m` sums `spec[filters[m].bin + i] · weights[filters[m].weight + i]`,
+    /// `i < filters[m].len`.
+    mel_filters: Vec<MelFilter>,
     mel_weights: Vec<f32>,
-    /// `k ≤ M/2` whose bin `k` or `M − k` a mel filter reads: only these are computed.
-    split_pairs: Vec<usize>,
+    /// The bin pairs `(k, M − k)` with a bin that a mel filter reads: only these are computed.
+    split_pairs: Vec<SplitPair>,
+}
+
+/// One mel filter's nonzero run (see [`Tables::mel_filters`]).
+#[derive(Debug, Clone, Copy)]
+struct MelFilter {
+    bin: u32,
+    weight: u32,
+    len: u32,
+}
+
+/// One step of [`split`]: bins `k` and `M − k` from `Z[k]` at `x[a]` and `Z[M − k]` at `x[b]`
+/// (`k ≤ M/2`, positions through the FFT's output order), with `e^{−2πik/N}`.
+#[derive(Debug, Clone, Copy)]
+struct SplitPair {
+    k: u32,
+    a: u32,
+    b: u32,
+    wr: f32,
+    wi: f32,
 }
 
 /// The transposed region's buffer ([`BatchSpectrum::cols`]), used from a 64-byte boundary on,
@@ -826,6 +875,8 @@ pub(crate) struct BatchSpectrum {
     half: usize,
     b4: Buffers<4>,
     b8: Buffers<8>,
+    /// The second batch of 8 lanes of a lockstep pair on the 8-lane paths.
+    b8x: Buffers<8>,
     b16: Buffers<16>,
     /// The region of the current call, transposed: column `c` (`stride` values) holds sample
     /// `c` of every row of `hop` samples.
@@ -911,21 +962,18 @@ impl BatchSpectrum {
                 Source { re, w_re, im, w_im }
             })
             .collect();
-        let split: Vec<(f32, f32)> = (0..=half / 2)
-            .map(|k| {
-                let theta = 2.0 * std::f64::consts::PI * k as f64 / n_fft as f64;
-                (theta.cos() as f32, -(theta.sin() as f32))
-            })
-            .collect();
         let bins = half + 1;
         let dense = mel.dense();
-        let mut mel_starts = Vec::new();
-        let mut mel_offsets = vec![0];
+        let mut mel_filters = Vec::new();
         let mut mel_weights = Vec::new();
         for row in dense.chunks_exact(bins) {
             let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
             let last = row.iter().rposition(|&w| w != 0.0).map_or(first, |i| i + 1);
-            mel_starts.push(first);
+            mel_filters.push(MelFilter {
+                bin: first as u32,
+                weight: mel_weights.len() as u32,
+                len: (last - first) as u32,
+            });
             // The split step leaves |X|² four times (|X| twice) too large: an exact power of
             // two, taken back here.
             let scale = match kind {
@@ -933,20 +981,33 @@ impl BatchSpectrum {
                 SpectrumKind::Magnitude => 0.5,
             };
             mel_weights.extend(row[first..last].iter().map(|w| w * scale));
-            mel_offsets.push(mel_weights.len());
         }
-        let lo = mel_starts.iter().copied().min().unwrap_or(0);
-        let hi = mel_starts
+        let lo = mel_filters
             .iter()
-            .zip(mel_offsets.windows(2))
-            .map(|(&st, o)| st + o[1] - o[0])
+            .map(|f| f.bin as usize)
+            .min()
+            .unwrap_or(0);
+        let hi = mel_filters
+            .iter()
+            .map(|f| (f.bin + f.len) as usize)
             .max()
             .unwrap_or(bins);
+        let split_pairs = (0..=half / 2)
+            .filter(|&k| (lo..hi).contains(&k) || (lo..hi).contains(&(half - k)))
+            .map(|k| {
+                let theta = 2.0 * std::f64::consts::PI * k as f64 / n_fft as f64;
+                SplitPair {
+                    k: k as u32,
+                    a: order[k % half] as u32,
+                    b: order[(half - k) % half] as u32,
+                    wr: theta.cos() as f32,
+                    wi: -(theta.sin() as f32),
+                }
+            })
+            .collect();
         let mut batch = BatchSpectrum {
             t: Tables {
-                split_pairs: (0..=half / 2)
-                    .filter(|&k| (lo..hi).contains(&k) || (lo..hi).contains(&(half - k)))
-                    .collect(),
+                split_pairs,
                 win_len,
                 hop,
                 stride,
@@ -954,15 +1015,14 @@ impl BatchSpectrum {
                 first,
                 passes,
                 order,
-                split,
                 kind,
-                mel_starts,
-                mel_offsets,
+                mel_filters,
                 mel_weights,
             },
             half,
             b4: Buffers::empty(),
             b8: Buffers::empty(),
+            b8x: Buffers::empty(),
             b16: Buffers::empty(),
             cols: Columns::new(hop * stride),
             out: vec![[0.0; LANES]; mel.n_mels()],
@@ -975,15 +1035,15 @@ impl BatchSpectrum {
     /// Switches to `path` (the caller checks the CPU has it); allocates its buffers once.
     pub(crate) fn set_path(&mut self, path: Path) {
         self.path = path;
-        // The AVX-512 path runs calls of at most 8 frames on 8 lanes and of at most 4 on 4.
-        if path.lanes() == 8 || path == Path::Avx512 {
-            self.b8.allocate(self.half);
-        }
-        if path == Path::Avx512 {
-            self.b4.allocate(self.half);
-        }
-        if path.lanes() == 16 {
-            self.b16.allocate(self.half);
+        // See `run` for the widths each path uses.
+        self.b8.allocate(self.half);
+        match path {
+            Path::Plain8 | Path::Avx2 => self.b8x.allocate(self.half),
+            Path::Plain16 => self.b16.allocate(self.half),
+            Path::Avx512 => {
+                self.b4.allocate(self.half);
+                self.b16.allocate(self.half);
+            }
         }
     }
 
@@ -995,41 +1055,60 @@ impl BatchSpectrum {
 
     /// Frames `f = 0..count` (`count ≤ LANES`), frame `f` being `region[f·hop..f·hop + win_len]`,
     /// into [`BatchSpectrum::out`] (lanes ≥ `count` hold leftovers).
+    ///
+    /// Widths: the AVX-512 path computes at most 4 frames on 4 lanes (128-bit vectors), at
+    /// most 8 on 8, at most 16 on 16, and more as 16 lanes with 4 or 8 more in lockstep; the
+    /// AVX2 and plain paths, 8 lanes, or pairs of 8 in lockstep.
     pub(crate) fn run(&mut self, region: &[f32], count: usize) {
         debug_assert!(count <= LANES && count > 0);
         debug_assert!(region.len() >= (count - 1) * self.t.hop + self.t.win_len);
-        match self.path {
+        let Self {
+            t,
+            b4,
+            b8,
+            b8x,
+            b16,
+            cols,
+            out,
+            path,
+            ..
+        } = self;
+        let cols = cols.get_mut();
+        match *path {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx512` is chosen only where the CPU was detected to have AVX-512F, VL,
             // AVX2 and FMA (`Path::detect`, or a test that checked).
             Path::Avx512 => unsafe {
-                // At most 8 (4) frames: the same code on 8 (4) lanes, with 32 registers. Fewer
-                // lanes are not faster per lane, but unused lanes are not free: a 4-frame call
-                // on 4 lanes measured 1.72 µs against 1.9-2.0 µs on 8 (Whisper, Zen 4).
+                // Fewer lanes are not faster per lane, but unused lanes are not free: a 4-frame
+                // call on 4 lanes measured 1.72 µs against 1.9-2.0 µs on 8 (Whisper, Zen 4).
                 if count <= 4 {
-                    self.run_sse_vl(region, count);
+                    run_sse_vl(t, cols, b4, None, out, region, count);
                 } else if count <= 8 {
-                    self.run_avx2_vl(region, count);
+                    run_avx2_vl(t, cols, b8, None, out, region, count);
+                } else if count <= 20 {
+                    run_avx512_sse(t, cols, b16, Some(b4), out, region, count);
                 } else {
-                    self.run_avx512(region, count);
+                    run_avx512_avx2(t, cols, b16, Some(b8), out, region, count);
                 }
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx2` is chosen only where the CPU was detected to have AVX2 and FMA.
-            Path::Avx2 => unsafe { self.run_avx2(region, count) },
-            Path::Plain16 => run_lanes::<16, Plain<16>, Plain<8>>(
-                &self.t,
-                self.cols.get_mut(),
-                &mut self.b16,
-                &mut self.out,
+            Path::Avx2 => unsafe { run_avx2(t, cols, b8, Some(b8x), out, region, count) },
+            Path::Plain16 => run_lanes::<16, Plain<16>, 8, Plain<8>, Plain<8>>(
+                t,
+                cols,
+                b16,
+                Some(b8),
+                out,
                 region,
                 count,
             ),
-            _ => run_lanes::<8, Plain<8>, Plain<8>>(
-                &self.t,
-                self.cols.get_mut(),
-                &mut self.b8,
-                &mut self.out,
+            _ => run_lanes::<8, Plain<8>, 8, Plain<8>, Plain<8>>(
+                t,
+                cols,
+                b8,
+                Some(b8x),
+                out,
                 region,
                 count,
             ),
@@ -1042,46 +1121,62 @@ impl BatchSpectrum {
         match self.path {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: every path but the plain ones was chosen where the CPU has AVX2 and FMA.
-            Path::Avx2 | Path::Avx512 => unsafe { self.frames_into_avx2(count, dst) },
+            Path::Avx2 | Path::Avx512 => unsafe { frames_into_avx2(&self.out, count, dst) },
             _ => transpose_out::<Plain<8>>(&self.out, count, dst),
         }
     }
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn frames_into_avx2(&self, count: usize, dst: &mut [f32]) {
-        transpose_out::<Avx>(&self.out, count, dst);
-    }
+/// The arguments of [`run_lanes`] with a first batch of `L` lanes and a second of `L2`.
+macro_rules! lanes_fn {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $l:literal, $s:ty, $l2:literal, $s2:ty) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        fn $name(
+            t: &Tables,
+            cols: &mut [f32],
+            b: &mut Buffers<$l>,
+            b2: Option<&mut Buffers<$l2>>,
+            out: &mut [Out],
+            region: &[f32],
+            count: usize,
+        ) {
+            run_lanes::<$l, $s, $l2, $s2, Avx>(t, cols, b, b2, out, region, count);
+        }
+    };
+}
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn run_avx2(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b8, &mut self.out);
-        run_lanes::<8, Avx, Avx>(t, cols, b, out, region, count);
-    }
-
+lanes_fn!(run_avx2, "avx2,fma", 8, Avx, 8, Avx);
+lanes_fn!(
     /// Four lanes (128-bit vectors), with AVX-512VL's 32 registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    fn run_sse_vl(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b4, &mut self.out);
-        run_lanes::<4, Sse, Avx>(t, cols, b, out, region, count);
-    }
-
+    run_sse_vl, "avx512f,avx512vl,avx2,fma", 4, Sse, 4, Sse
+);
+lanes_fn!(
     /// The AVX2 code with AVX-512VL's 32 vector registers (fewer spills in the butterflies).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    fn run_avx2_vl(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b8, &mut self.out);
-        run_lanes::<8, Avx, Avx>(t, cols, b, out, region, count);
-    }
+    run_avx2_vl, "avx512f,avx512vl,avx2,fma", 8, Avx, 8, Avx
+);
+lanes_fn!(
+    run_avx512_sse,
+    "avx512f,avx512vl,avx2,fma",
+    16,
+    Avx512,
+    4,
+    Sse
+);
+lanes_fn!(
+    run_avx512_avx2,
+    "avx512f,avx512vl,avx2,fma",
+    16,
+    Avx512,
+    8,
+    Avx
+);
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    fn run_avx512(&mut self, region: &[f32], count: usize) {
-        let (t, cols, b, out) = (&self.t, self.cols.get_mut(), &mut self.b16, &mut self.out);
-        run_lanes::<16, Avx512, Avx>(t, cols, b, out, region, count);
-    }
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn frames_into_avx2(out: &[Out], count: usize, dst: &mut [f32]) {
+    transpose_out::<Avx>(out, count, dst);
 }
 
 /// `out` (`[n_mels]` vectors, lane = frame) to frame-major `dst`, by 8 × 8 blocks.
@@ -1111,13 +1206,17 @@ fn transpose_out<R: Rows8>(out: &[Out], count: usize, dst: &mut [f32]) {
     }
 }
 
-/// `count` frames as batches of `L` lanes, the log10 mel sums of batch `g` into lanes
-/// `g·L..(g + 1)·L` of `out`.
+/// `count` frames as batches of `L` lanes; where `b2` is given and more than `L` frames are
+/// left, a batch of `L` lanes and one of `L2` go through every step in lockstep (each
+/// butterfly, split step and mel filter of the first, then the same of the second), sharing
+/// the loops, index and twiddle loads, and giving the out-of-order core two independent
+/// chains. The log10 mel sums of frame `f` go to lane `f` of `out`.
 #[inline(always)]
-fn run_lanes<const L: usize, S: Simd<L>, R: Rows8>(
+fn run_lanes<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, R: Rows8>(
     t: &Tables,
     cols: &mut [f32],
     b: &mut Buffers<L>,
+    mut b2: Option<&mut Buffers<L2>>,
     out: &mut [Out],
     region: &[f32],
     count: usize,
@@ -1125,10 +1224,23 @@ fn run_lanes<const L: usize, S: Simd<L>, R: Rows8>(
     transpose_region::<R>(t, cols, region, count + (t.win_len - 1) / t.hop);
     let mut done = 0;
     while done < count {
-        fft::<L, S>(t, cols, done, b);
-        split::<L, S>(t, b);
-        mel::<L, S>(t, b, out, done / L);
-        done += L;
+        let second = b2.as_deref_mut().filter(|_| count - done > L);
+        let cols = &*cols;
+        match second {
+            Some(b2) => {
+                let x2 = Some((&mut b2.x[..], done + L));
+                fft::<L, S, L2, S2>(t, cols, done, &mut b.x, x2);
+                split::<L, S, L2, S2>(t, b, Some(&mut *b2));
+                mel::<L, S, L2, S2>(t, b, Some(&*b2), out, done);
+                done += L + L2;
+            }
+            None => {
+                fft::<L, S, L2, S2>(t, cols, done, &mut b.x, None);
+                split::<L, S, L2, S2>(t, b, None);
+                mel::<L, S, L2, S2>(t, b, None, out, done);
+                done += L;
+            }
+        }
     }
 }
 
@@ -1184,18 +1296,25 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: &[f32], rows
     }
 }
 
-/// The windowed frames `f0..f0 + L`, packed as `x[2m] + i·x[2m+1]`, through the in-place FFT
-/// (the first pass reads the transposed region); the result in `b.x`, in the order of
-/// `t.order`.
+/// The windowed frames `f0..f0 + L` (and `f2..f2 + L2` into `x2`), packed as
+/// `x[2m] + i·x[2m+1]`, through the in-place FFT (the first pass reads the transposed region);
+/// the result in `x`, in the order of `t.order`.
 #[inline(always)]
-fn fft<const L: usize, S: Simd<L>>(t: &Tables, cols: &[f32], f0: usize, b: &mut Buffers<L>) {
+fn fft<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
+    t: &Tables,
+    cols: &[f32],
+    f0: usize,
+    x: &mut [C<L>],
+    mut x2: Option<(&mut [C<L2>], usize)>,
+) {
     let (r, tw) = (t.first.0, t.first.1.as_deref());
+    let second = x2.as_mut().map(|(x2, f2)| (&mut **x2, *f2));
     match r {
-        8 => first_pass::<L, S, 8>(&t.src, cols, f0, &mut b.x, tw),
-        5 => first_pass::<L, S, 5>(&t.src, cols, f0, &mut b.x, tw),
-        4 => first_pass::<L, S, 4>(&t.src, cols, f0, &mut b.x, tw),
-        3 => first_pass::<L, S, 3>(&t.src, cols, f0, &mut b.x, tw),
-        _ => first_pass::<L, S, 2>(&t.src, cols, f0, &mut b.x, tw),
+        8 => first_pass::<L, S, L2, S2, 8>(&t.src, cols, (f0, x), second, tw),
+        5 => first_pass::<L, S, L2, S2, 5>(&t.src, cols, (f0, x), second, tw),
+        4 => first_pass::<L, S, L2, S2, 4>(&t.src, cols, (f0, x), second, tw),
+        3 => first_pass::<L, S, L2, S2, 3>(&t.src, cols, (f0, x), second, tw),
+        _ => first_pass::<L, S, L2, S2, 2>(&t.src, cols, (f0, x), second, tw),
     }
     // Where the buffer is larger than a typical L1 data cache (dMel: 512 × 128 bytes on 16
     // lanes), the later passes go block by block (each block of the second pass is a whole
@@ -1204,19 +1323,20 @@ fn fft<const L: usize, S: Simd<L>>(t: &Tables, cols: &[f32], f0: usize, b: &mut 
     let Some(&(_, block, _)) = t.passes.first() else {
         return;
     };
-    let block = if std::mem::size_of_val(b.x.as_slice()) > 32 * 1024 {
-        block
-    } else {
-        b.x.len()
-    };
-    for x in b.x.chunks_exact_mut(block) {
+    let bytes = std::mem::size_of_val(x) + x2.as_ref().map_or(0, |(x2, _)| size_of_val(*x2));
+    let block = if bytes > 32 * 1024 { block } else { x.len() };
+    for (i, x) in x.chunks_exact_mut(block).enumerate() {
+        let mut x2 = x2
+            .as_mut()
+            .map(|(x2, _)| &mut x2[i * block..(i + 1) * block]);
         for (r, n, tw) in &t.passes {
+            let x2 = x2.as_deref_mut();
             match r {
-                8 => pass::<L, S, 8>(*n, x, tw),
-                5 => pass::<L, S, 5>(*n, x, tw),
-                4 => pass::<L, S, 4>(*n, x, tw),
-                3 => pass::<L, S, 3>(*n, x, tw),
-                _ => pass::<L, S, 2>(*n, x, tw),
+                8 => pass::<L, S, L2, S2, 8>(*n, x, x2, tw),
+                5 => pass::<L, S, L2, S2, 5>(*n, x, x2, tw),
+                4 => pass::<L, S, L2, S2, 4>(*n, x, x2, tw),
+                3 => pass::<L, S, L2, S2, 3>(*n, x, x2, tw),
+                _ => pass::<L, S, L2, S2, 2>(*n, x, x2, tw),
             }
         }
     }
@@ -1227,32 +1347,49 @@ fn fft<const L: usize, S: Simd<L>>(t: &Tables, cols: &[f32], f0: usize, b: &mut 
 /// halves), `P = wr·dr − wi·di` and `Q = wr·di + wi·dr` (`w = e^{−2πik/N}`):
 /// `2·X[k] = (er + Q) + i(ei − P)` and `2·X[M − k] = (er − Q) − i(ei + P)`. The factor 2
 /// stays in: |2X|² = 4|X|² exactly, and the mel weights carry the exact ¼ (or ½ for |X|, with
-/// the floor 4e-10 for 1e-10).
+/// the floor 4e-10 for 1e-10). Into `b.spec` (and `b2.spec`, in lockstep).
 #[inline(always)]
-fn split<const L: usize, S: Simd<L>>(t: &Tables, b: &mut Buffers<L>) {
-    let z = &b.x;
-    let half = z.len();
+fn split<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
+    t: &Tables,
+    b: &mut Buffers<L>,
+    mut b2: Option<&mut Buffers<L2>>,
+) {
+    for pair in &t.split_pairs {
+        split_step::<L, S>(t.kind, pair, b);
+        if let Some(b2) = b2.as_deref_mut() {
+            split_step::<L2, S2>(t.kind, pair, b2);
+        }
+    }
+}
+
+/// One step of [`split`] on one batch.
+#[inline(always)]
+fn split_step<const L: usize, S: Simd<L>>(
+    kind: SpectrumKind,
+    pair: &SplitPair,
+    b: &mut Buffers<L>,
+) {
+    let half = b.x.len();
     let floor = S::splat(4.0 * 1e-10);
     let power = |re: S::V, im: S::V| {
         let p = S::fma(re, re, S::mul(im, im));
-        match t.kind {
+        match kind {
             SpectrumKind::Power => p,
             SpectrumKind::Magnitude => S::sqrt(S::max(p, floor)),
         }
     };
-    for &k in &t.split_pairs {
-        let a = Cv::<L, S>::load(&z[t.order[k % half]]);
-        let b_ = Cv::<L, S>::load(&z[t.order[(half - k) % half]]);
-        let (er, ei) = (S::add(a.re, b_.re), S::sub(a.im, b_.im));
-        let (dr, di) = (S::sub(a.re, b_.re), S::add(a.im, b_.im));
-        let (wr, wi) = (S::splat(t.split[k].0), S::splat(t.split[k].1));
-        let xr = S::fma(wr, di, S::fma(wi, dr, er));
-        let xi = S::fnma(wr, dr, S::fma(wi, di, ei));
-        let yr = S::fnma(wr, di, S::fnma(wi, dr, er));
-        let yi = S::fma(wr, dr, S::fnma(wi, di, ei));
-        S::store(power(xr, xi), &mut b.spec[k]);
-        S::store(power(yr, yi), &mut b.spec[half - k]);
-    }
+    let k = pair.k as usize;
+    let a = Cv::<L, S>::load(&b.x[pair.a as usize]);
+    let b_ = Cv::<L, S>::load(&b.x[pair.b as usize]);
+    let (er, ei) = (S::add(a.re, b_.re), S::sub(a.im, b_.im));
+    let (dr, di) = (S::sub(a.re, b_.re), S::add(a.im, b_.im));
+    let (wr, wi) = (S::splat(pair.wr), S::splat(pair.wi));
+    let xr = S::fma(wr, di, S::fma(wi, dr, er));
+    let xi = S::fnma(wr, dr, S::fma(wi, di, ei));
+    let yr = S::fnma(wr, di, S::fnma(wi, dr, er));
+    let yi = S::fma(wr, dr, S::fnma(wi, di, ei));
+    S::store(power(xr, xi), &mut b.spec[k]);
+    S::store(power(yr, yi), &mut b.spec[half - k]);
 }
 
 /// `log10(max(v, floor))` per lane: the same IEEE operations in the same order as
@@ -1272,22 +1409,35 @@ fn log10_floor<const L: usize, S: Simd<L>>(v: S::V, floor: S::V) -> S::V {
     S::mul(ln, S::splat(std::f32::consts::LOG10_E))
 }
 
-/// The mel sums, then log10, into lanes `g·L..(g + 1)·L` of `out`.
+/// The mel sums, then log10, into lanes `f0..f0 + L` of `out` (and `f0 + L..f0 + L + L2` from
+/// `b2`, in lockstep).
 #[inline(always)]
-fn mel<const L: usize, S: Simd<L>>(t: &Tables, b: &Buffers<L>, out: &mut [Out], g: usize) {
-    let (zero, floor) = (S::splat(0.0), S::splat(1e-10));
-    for (m, o) in out.iter_mut().enumerate() {
-        let w = &t.mel_weights[t.mel_offsets[m]..t.mel_offsets[m + 1]];
-        let sp = &b.spec[t.mel_starts[m]..t.mel_starts[m] + w.len()];
-        let mut acc = zero;
-        for (&wk, v) in w.iter().zip(sp) {
-            acc = S::fma(S::load(v), S::splat(wk), acc);
+fn mel<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
+    t: &Tables,
+    b: &Buffers<L>,
+    b2: Option<&Buffers<L2>>,
+    out: &mut [Out],
+    f0: usize,
+) {
+    for (f, o) in t.mel_filters.iter().zip(out.iter_mut()) {
+        let (bin, weight, len) = (f.bin as usize, f.weight as usize, f.len as usize);
+        let w = &t.mel_weights[weight..weight + len];
+        mel_step::<L, S>(w, &b.spec[bin..bin + len], &mut o[f0..f0 + L]);
+        if let Some(b2) = b2 {
+            mel_step::<L2, S2>(w, &b2.spec[bin..bin + len], &mut o[f0 + L..f0 + L + L2]);
         }
-        S::store(
-            log10_floor::<L, S>(acc, floor),
-            &mut o.as_chunks_mut::<L>().0[g],
-        );
     }
+}
+
+/// One filter of [`mel`] on one batch: `log10(max(Σ w·spec, 1e-10))` into `o`.
+#[inline(always)]
+fn mel_step<const L: usize, S: Simd<L>>(w: &[f32], spec: &[[f32; L]], o: &mut [f32]) {
+    let mut acc = S::splat(0.0);
+    for (&wk, v) in w.iter().zip(spec) {
+        acc = S::fma(S::load(v), S::splat(wk), acc);
+    }
+    let o: &mut [f32; L] = o.try_into().expect("L lanes");
+    S::store(log10_floor::<L, S>(acc, S::splat(1e-10)), o);
 }
 
 #[cfg(test)]
@@ -1327,7 +1477,7 @@ mod tests {
                 kind,
             };
             let mut batch = BatchSpectrum::new(shape, &mel).expect("plan");
-            let sig = signal(hop * 20 + win);
+            let sig = signal(hop * (LANES + 4) + win);
             // Reference: the per-frame path (rustfft) in f32, then mel and log10 as before.
             let mut want = vec![0.0f32; 80];
             // Every path this CPU has, every batch size: the same bits for every frame.
@@ -1344,7 +1494,7 @@ mod tests {
             let full = batch.out.clone();
             for &path in &paths {
                 batch.set_path(path);
-                for count in [16, 11, 9, 8, 3, 1] {
+                for count in [24, 21, 20, 17, 16, 11, 9, 8, 5, 4, 3, 1] {
                     batch.run(&sig[hop * 2..], count);
                     for (m, (got, all)) in batch.out.iter().zip(&full).enumerate() {
                         for f in 0..count {
@@ -1435,7 +1585,7 @@ mod tests {
             let BatchSpectrum { t, cols, b8, .. } = &mut batch;
             let cols = cols.get_mut();
             transpose_region::<Plain<8>>(t, cols, &sig, 8 + (win - 1) / hop);
-            fft::<8, Plain<8>>(t, cols, 0, b8);
+            fft::<8, Plain<8>, 8, Plain<8>>(t, cols, 0, &mut b8.x, None);
             let window = periodic_hann(win);
             let off = (n_fft - win) / 2;
             for f in 0..8 {
