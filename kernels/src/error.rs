@@ -65,11 +65,7 @@ pub const MAX_SAMPLE_MAGNITUDE: f32 = 1.0e9;
 
 /// Rejects a chunk that holds a NaN, an infinity or a sample beyond [`MAX_SAMPLE_MAGNITUDE`].
 pub(crate) fn check_finite(chunk: &[f32]) -> Result<(), KernelError> {
-    // One branch-free pass in the common case; `<=` is false for NaN.
-    if chunk
-        .iter()
-        .fold(true, |ok, v| ok & (v.abs() <= MAX_SAMPLE_MAGNITUDE))
-    {
+    if all_in_range(chunk) {
         return Ok(());
     }
     for (index, &value) in chunk.iter().enumerate() {
@@ -81,4 +77,70 @@ pub(crate) fn check_finite(chunk: &[f32]) -> Result<(), KernelError> {
         }
     }
     Ok(())
+}
+
+/// Whether every sample is within ±[`MAX_SAMPLE_MAGNITUDE`] (NaN is not): one branch-free
+/// pass, built for AVX2 where the CPU has it. A 200 ms chunk took 0.22 µs as a fold of
+/// comparisons in the baseline SSE2 build, a twentieth of a Whisper micro-turn's features; as
+/// an integer maximum in AVX2, 0.09 µs (Zen 4; AVX-512 was no faster).
+fn all_in_range(chunk: &[f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if crate::spectrum::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { all_in_range_avx2(chunk) };
+    }
+    all_in_range_plain(chunk)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn all_in_range_avx2(chunk: &[f32]) -> bool {
+    all_in_range_plain(chunk)
+}
+
+#[inline(always)]
+fn all_in_range_plain(chunk: &[f32]) -> bool {
+    // The bits of |v|, as integers, order like the values, with every NaN above infinity: one
+    // integer maximum per sample, and one comparison at the end.
+    let largest = chunk
+        .iter()
+        .fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+    largest <= MAX_SAMPLE_MAGNITUDE.to_bits()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_check_agrees_with_comparisons_on_edge_values() {
+        let edges = [
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE / 2.0,
+            1.0,
+            -1.0,
+            MAX_SAMPLE_MAGNITUDE,
+            -MAX_SAMPLE_MAGNITUDE,
+            f32::from_bits(MAX_SAMPLE_MAGNITUDE.to_bits() + 1),
+            -f32::from_bits(MAX_SAMPLE_MAGNITUDE.to_bits() + 1),
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+            f32::from_bits(0x7f80_0001),
+        ];
+        for &v in &edges {
+            // Alone, and at every position of a chunk long enough for the vector loop.
+            let want = v.abs() <= MAX_SAMPLE_MAGNITUDE;
+            assert_eq!(all_in_range(&[v]), want, "{v:e} ({:#x})", v.to_bits());
+            for at in [0, 17, 63] {
+                let mut chunk = vec![0.5f32; 64];
+                chunk[at] = v;
+                assert_eq!(all_in_range(&chunk), want, "{v:e} at {at}");
+                assert_eq!(check_finite(&chunk).is_ok(), want, "{v:e} at {at}");
+            }
+        }
+    }
 }
