@@ -114,7 +114,7 @@ trait Rows8: Simd<8> {
 struct Plain<const L: usize>;
 
 /// Eight lanes as two halves of 4 from two places: the paired 4-frame code ([`twin`]) runs two
-/// steps of a 4-lane batch (two butterflies, split steps or mel filters) in one 8-lane vector.
+/// steps of a 4-lane batch (two split steps, or two mel filters) in one 8-lane vector.
 trait Twin: Simd<8> {
     /// `a` into lanes 0..4, `b` into lanes 4..8.
     fn load2(a: &[f32; 4], b: &[f32; 4]) -> Self::V;
@@ -125,15 +125,19 @@ trait Twin: Simd<8> {
 }
 
 impl Twin for Plain<8> {
+    #[inline(always)]
     fn load2(a: &[f32; 4], b: &[f32; 4]) -> [f32; 8] {
         std::array::from_fn(|i| if i < 4 { a[i] } else { b[i - 4] })
     }
+    #[inline(always)]
     fn store_lo(v: [f32; 8], a: &mut [f32; 4]) {
         a.copy_from_slice(&v[..4]);
     }
+    #[inline(always)]
     fn store_hi(v: [f32; 8], b: &mut [f32; 4]) {
         b.copy_from_slice(&v[4..]);
     }
+    #[inline(always)]
     fn splat2(a: f32, b: f32) -> [f32; 8] {
         std::array::from_fn(|i| if i < 4 { a } else { b })
     }
@@ -324,10 +328,8 @@ mod avx {
         }
     }
 
-    // SAFETY (every method): `Sse` is only used inside functions compiled with
-    // `#[target_feature(enable = "avx2,fma")]` (or more), which run only where the CPU has
-    // them; loads and stores go through references of 4 `f32`.
-    // SAFETY (every method): as for `Simd<8> for Avx`.
+    // SAFETY (every method): `Avx` is only used inside functions compiled with AVX2 (as for
+    // `Simd<8> for Avx`); loads and stores go through references of 4 `f32`.
     impl Twin for Avx {
         #[inline(always)]
         fn load2(a: &[f32; 4], b: &[f32; 4]) -> __m256 {
@@ -347,6 +349,9 @@ mod avx {
         }
     }
 
+    // SAFETY (every method): `Sse` is only used inside functions compiled with
+    // `#[target_feature(enable = "avx2,fma")]` (or more), which run only where the CPU has
+    // them; loads and stores go through references of 4 `f32`.
     impl Simd<4> for Sse {
         type V = __m128;
         #[inline(always)]
@@ -703,11 +708,11 @@ fn pass<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, const R: usiz
     assert!(x2.as_ref().is_none_or(|x2| x2.len() == x.len()));
     for p in 0..m {
         let w = twiddles::<L, S, R>(tw, p);
-        let w2 = twiddles::<L2, S2, R>(tw, p);
+        let w2 = x2.is_some().then(|| twiddles::<L2, S2, R>(tw, p));
         for base in (0..x.len()).step_by(n) {
             butterfly::<L, S, R>(x, base + p, m, (p > 0).then_some(&w));
             if let Some(x2) = x2.as_deref_mut() {
-                butterfly::<L2, S2, R>(x2, base + p, m, (p > 0).then_some(&w2));
+                butterfly::<L2, S2, R>(x2, base + p, m, w2.as_ref().filter(|_| p > 0));
             }
         }
     }
@@ -1097,7 +1102,10 @@ impl BatchSpectrum {
                 self.b8x.allocate(self.half);
                 self.b4.allocate(self.half);
             }
-            Path::Plain16 => self.b16.allocate(self.half),
+            Path::Plain16 => {
+                self.b16.allocate(self.half);
+                self.b4.allocate(self.half);
+            }
             Path::Avx512 => {
                 self.b4.allocate(self.half);
                 self.b16.allocate(self.half);
@@ -1114,9 +1122,10 @@ impl BatchSpectrum {
     /// Frames `f = 0..count` (`count ≤ LANES`), frame `f` being `region[f·hop..f·hop + win_len]`,
     /// into [`BatchSpectrum::out`] (lanes ≥ `count` hold leftovers).
     ///
-    /// Widths: the AVX-512 path computes at most 4 frames on 4 lanes (128-bit vectors), at
-    /// most 8 on 8, at most 16 on 16, and more as 16 lanes with 4 or 8 more in lockstep; the
-    /// AVX2 and plain paths, 8 lanes, or pairs of 8 in lockstep.
+    /// Widths. AVX-512: 1–4 frames [`twin`]; 5–8 on 8 lanes; 9–16 on 16; 17–20 on 16, then
+    /// the rest by [`twin`]; 21–24 on 16 with 8 more in lockstep. AVX2 and `Plain8`: 1–4
+    /// [`twin`], else 8 lanes or two batches of 8 in lockstep. `Plain16` (tests) mirrors the
+    /// AVX-512 path with 16 plain lanes.
     pub(crate) fn run(&mut self, region: &[f32], count: usize) {
         debug_assert!(count <= LANES && count > 0);
         debug_assert!(region.len() >= (count - 1) * self.t.hop + self.t.win_len);
@@ -1159,6 +1168,11 @@ impl BatchSpectrum {
                     run_avx2(t, cols, b8, Some(b8x), out, region, count);
                 }
             },
+            Path::Plain16 if count <= 4 || (count > 16 && count <= 20) => {
+                run_twin::<16, Plain<16>, Plain<8>, Plain<4>, Plain<8>>(
+                    t, cols, b16, b4, out, region, count,
+                )
+            }
             Path::Plain16 => run_lanes::<16, Plain<16>, 8, Plain<8>, Plain<8>>(
                 t,
                 cols,
@@ -1222,6 +1236,14 @@ lanes_fn!(
     /// The AVX2 code with AVX-512VL's 32 vector registers (fewer spills in the butterflies).
     run_avx2_vl, "avx512f,avx512vl,avx2,fma", 8, Avx, 8, Avx
 );
+lanes_fn!(
+    run_avx512_avx2,
+    "avx512f,avx512vl,avx2,fma",
+    16,
+    Avx512,
+    8,
+    Avx
+);
 
 /// At most 4 frames, or 16 and at most 4 more on the AVX-512 path: see [`run_twin`]; with
 /// AVX-512VL's 32 registers.
@@ -1277,14 +1299,6 @@ fn run_twin<const L: usize, S: Simd<L>, T: Twin, S4: Simd<4>, R: Rows8>(
     }
     twin::<T, S4>(t, cols, f0, b4, out);
 }
-lanes_fn!(
-    run_avx512_avx2,
-    "avx512f,avx512vl,avx2,fma",
-    16,
-    Avx512,
-    8,
-    Avx
-);
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -1411,7 +1425,7 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: &[f32], rows
 
 /// The windowed frames `f0..f0 + L` (and `f2..f2 + L2` into `x2`), packed as
 /// `x[2m] + i·x[2m+1]`, through the in-place FFT (the first pass reads the transposed region);
-/// the result in `x`, in the order of `t.order`.
+/// the result in `x` (and `x2`), in the order of `t.order`.
 #[inline(always)]
 fn fft<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
     t: &Tables,
@@ -1436,8 +1450,13 @@ fn fft<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
     let Some(&(_, block, _)) = t.passes.first() else {
         return;
     };
-    let bytes = std::mem::size_of_val(x) + x2.as_ref().map_or(0, |(x2, _)| size_of_val(*x2));
-    let block = if bytes > 32 * 1024 { block } else { x.len() };
+    // The threshold looks at the first batch's buffer alone: Whisper on 16 + 8 lanes in
+    // lockstep (25.6 + 12.8 KB) ran whole passes as fast as on 16.
+    let block = if size_of_val(x) > 32 * 1024 {
+        block
+    } else {
+        x.len()
+    };
     for (i, x) in x.chunks_exact_mut(block).enumerate() {
         let mut x2 = x2
             .as_mut()
@@ -1568,8 +1587,10 @@ fn mel_step<const L: usize, S: Simd<L>>(w: &[f32], spec: &[[f32; L]], o: &mut [f
 
 /// The schedule of the paired 4-frame code ([`twin`]): which two split steps, and which two mel
 /// filters, of a 4-lane batch share one 8-lane vector. Each half does exactly the operations
-/// the 4-lane code does for its step (a shorter mel filter is padded with zero weights, which
-/// add exactly nothing to a finite non-negative sum), so the bits are the same.
+/// the unpaired code does for its step, so the bits are the same. A shorter mel filter is
+/// padded with zero weights on one of its bins (bin 0 for an empty one), which add exactly
+/// +0: the power values are finite and non-negative, since every caller refuses samples
+/// beyond ±[`crate::MAX_SAMPLE_MAGNITUDE`] (1e9), which bounds |2X|² far below `f32::MAX`.
 struct TwinPlan {
     /// Split-step pairs, as indices into [`Tables::split_pairs`].
     split: Vec<(u32, u32)>,
@@ -1630,11 +1651,11 @@ impl TwinPlan {
 /// Up to 4 frames, `f0..f0 + 4`, on the 4-lane buffers `b`: the FFT on 4 lanes, the split and
 /// the mel sums with two steps per 8-lane vector (see [`TwinPlan`]); the log10 mel sums into
 /// lanes `f0..f0 + 4` of `out`. Zen 4 issues 128-bit and 256-bit operations at the same rate,
-/// so pairing halves the issue slots of these steps; for Whisper's 4-frame remainder of a
-/// micro-turn they went from 0.33 to 0.13 µs (split) and from 0.51 to 0.43 µs (mel and
-/// log10, where the dependency chains limit). Paired FFT butterflies were slower than the
-/// 4-lane ones (0.86 against 0.64 µs): the two-place loads and stores cost more than they
-/// save.
+/// so pairing halves the issue slots of these steps (Whisper's 4-frame remainder of a
+/// micro-turn, one phase-timing run on Zen 4: split 0.33 → 0.13 µs, mel and log10 0.51 →
+/// 0.43 µs, where the dependency chains limit). Paired FFT butterflies were slower than the
+/// 4-lane ones (0.86 against 0.64 µs in the same run): the two-place loads and stores cost
+/// more than they save. The kernels README has the current phase table.
 #[inline(always)]
 fn twin<S: Twin, S4: Simd<4>>(
     t: &Tables,
@@ -1716,14 +1737,25 @@ mod tests {
     fn batch_matches_per_frame_spectrum_and_lanes_are_independent() {
         // Whisper, dMel, and odd shapes: a hop that is not a multiple of 8 (the region is
         // transposed value by value), an odd window offset, radices 5·4·3·3.
-        for (win, hop, n_fft, kind, fmin, fmax) in [
-            (400, 160, 400, SpectrumKind::Power, 0.0, 8000.0),
-            (800, 200, 1024, SpectrumKind::Magnitude, 80.0, 7600.0),
-            (300, 160, 360, SpectrumKind::Power, 0.0, 8000.0),
-            (301, 77, 360, SpectrumKind::Magnitude, 0.0, 8000.0),
+        // The last shape has an odd number of mel filters, some of them empty (narrower than a
+        // bin): the paired mel steps pair the last filter with itself and pad empty ones.
+        for (win, hop, n_fft, kind, fmin, fmax, n_mels) in [
+            (400, 160, 400, SpectrumKind::Power, 0.0, 8000.0, 80),
+            (800, 200, 1024, SpectrumKind::Magnitude, 80.0, 7600.0, 80),
+            (300, 160, 360, SpectrumKind::Power, 0.0, 8000.0, 80),
+            (301, 77, 360, SpectrumKind::Magnitude, 0.0, 8000.0, 80),
+            (300, 160, 360, SpectrumKind::Power, 0.0, 8000.0, 171),
         ] {
             let mut frame = FrameSpectrum::build(win, n_fft, kind);
-            let mel = MelFilterbank::slaney(16_000.0, n_fft / 2 + 1, 80, fmin, fmax);
+            let mel = MelFilterbank::slaney(16_000.0, n_fft / 2 + 1, n_mels, fmin, fmax);
+            if n_mels == 171 {
+                let dense = mel.dense();
+                let mut rows = dense.chunks(n_fft / 2 + 1);
+                assert!(
+                    rows.any(|r| r.iter().all(|&w| w == 0.0)),
+                    "the shape is meant to have empty filters"
+                );
+            }
             let shape = BatchShape {
                 win_len: win,
                 hop,
@@ -1733,7 +1765,7 @@ mod tests {
             let mut batch = BatchSpectrum::new(shape, &mel).expect("plan");
             let sig = signal(hop * (LANES + 4) + win);
             // Reference: the per-frame path (rustfft) in f32, then mel and log10 as before.
-            let mut want = vec![0.0f32; 80];
+            let mut want = vec![0.0f32; n_mels];
             // Every path this CPU has, every batch size: the same bits for every frame.
             let mut paths = vec![Path::Plain8, Path::Plain16];
             if has_avx2() {
@@ -1794,7 +1826,7 @@ mod tests {
                         }
                     })
                     .collect();
-                for m in 0..80 {
+                for m in 0..n_mels {
                     let exact: f64 = (0..bins)
                         .map(|k| f64::from(dense[m * bins + k]) * power[k])
                         .sum();

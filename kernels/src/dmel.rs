@@ -173,8 +173,9 @@ enum Framing {
 }
 
 /// The per-frame part: window → |X| → mel → log10 → clip → levels. Frames go through
-/// [`BatchSpectrum`] up to 16 at a time (one per SIMD lane) where `n_fft / 2` has no prime
-/// factor above 5 (the default 512 = 8·8·8), else one by one through [`FrameSpectrum`].
+/// [`BatchSpectrum`] up to [`LANES`] (24) at a time (one per SIMD lane) where `n_fft / 2` has
+/// no prime factor above 5 (the default 512 = 8·8·8), else one by one through
+/// [`FrameSpectrum`].
 struct DmelFrame {
     batch: Option<BatchSpectrum>,
     hop: usize,

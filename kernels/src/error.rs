@@ -132,13 +132,15 @@ mod tests {
             f32::from_bits(0x7f80_0001),
         ];
         for &v in &edges {
-            // Alone, and at every position of a chunk long enough for the vector loop.
+            // Alone, and first, in the middle and last in a chunk long enough for the vector
+            // loop; the AVX2 build (where the CPU has it) and the plain one.
             let want = v.abs() <= MAX_SAMPLE_MAGNITUDE;
             assert_eq!(all_in_range(&[v]), want, "{v:e} ({:#x})", v.to_bits());
             for at in [0, 17, 63] {
                 let mut chunk = vec![0.5f32; 64];
                 chunk[at] = v;
                 assert_eq!(all_in_range(&chunk), want, "{v:e} at {at}");
+                assert_eq!(all_in_range_plain(&chunk), want, "plain: {v:e} at {at}");
                 assert_eq!(check_finite(&chunk).is_ok(), want, "{v:e} at {at}");
             }
         }

@@ -38,8 +38,8 @@ const PAD: usize = WHISPER_N_FFT / 2;
 const NORM_VARIANCE_EPS: f64 = 1e-7;
 
 /// The per-frame core shared by the offline and the streaming forms: frames go through
-/// [`BatchSpectrum`] up to 16 at a time (one frame per SIMD lane); a frame's values do not depend
-/// on the batch it was in.
+/// [`BatchSpectrum`] up to [`LANES`] (24) at a time (one frame per SIMD lane); a frame's values
+/// do not depend on the batch it was in.
 struct FrameCore {
     batch: BatchSpectrum,
     /// The last batch's frames, frame-major.
@@ -67,8 +67,8 @@ impl FrameCore {
         }
     }
 
-    /// `count` (≤ 16) frames of 400 samples, frame `f` at `region[160 f..]`, to 80 values of
-    /// `log10(max(mel, 1e-10))` each: `emit(f, values)` in frame order.
+    /// `count` (≤ [`LANES`], 24) frames of 400 samples, frame `f` at `region[160 f..]`, to 80
+    /// values of `log10(max(mel, 1e-10))` each: `emit(f, values)` in frame order.
     #[inline]
     fn frames(&mut self, region: &[f32], count: usize, mut emit: impl FnMut(usize, &[f32])) {
         self.batch.run(region, count);
