@@ -47,8 +47,8 @@ pub(crate) enum Path {
     /// AVX2 + FMA, as `Plain8`.
     Avx2,
     /// AVX-512F, 16 lanes, and up to 4 more frames paired ([`twin`]) or 8 more in lockstep
-    /// (calls of at most 8 frames take the AVX2 code on 8 lanes, and calls of at most 4 are
-    /// paired, all built with AVX-512VL's 32 registers).
+    /// (calls of 5–8 frames take the AVX2 code on 8 lanes, and calls of at most 4 are paired,
+    /// all built with AVX-512VL's 32 registers).
     Avx512,
 }
 
@@ -1096,20 +1096,11 @@ impl BatchSpectrum {
     pub(crate) fn set_path(&mut self, path: Path) {
         self.path = path;
         // See `run` for the widths each path uses.
+        self.b4.allocate(self.half);
         self.b8.allocate(self.half);
         match path {
-            Path::Plain8 | Path::Avx2 => {
-                self.b8x.allocate(self.half);
-                self.b4.allocate(self.half);
-            }
-            Path::Plain16 => {
-                self.b16.allocate(self.half);
-                self.b4.allocate(self.half);
-            }
-            Path::Avx512 => {
-                self.b4.allocate(self.half);
-                self.b16.allocate(self.half);
-            }
+            Path::Plain8 | Path::Avx2 => self.b8x.allocate(self.half),
+            Path::Plain16 | Path::Avx512 => self.b16.allocate(self.half),
         }
     }
 
@@ -1141,6 +1132,8 @@ impl BatchSpectrum {
             ..
         } = self;
         let cols = cols.get_mut();
+        // At most 4 frames, or 16 and at most 4 more: `twin` after (or without) 16 lanes.
+        let paired = count <= 4 || (17..=20).contains(&count);
         match *path {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx512` is chosen only where the CPU was detected to have AVX-512F, VL,
@@ -1149,7 +1142,7 @@ impl BatchSpectrum {
                 // Fewer lanes are not faster per lane, but unused lanes are not free: 4 frames
                 // on 4 lanes measured 1.72 µs against 1.9-2.0 µs on 8 (Whisper, Zen 4), and
                 // 1.48 µs with the paired split and mel steps of `twin`.
-                if count <= 4 || (count > 16 && count <= 20) {
+                if paired {
                     run_avx512_twin(t, cols, b16, b4, out, region, count);
                 } else if count <= 8 {
                     run_avx2_vl(t, cols, b8, None, out, region, count);
@@ -1168,11 +1161,9 @@ impl BatchSpectrum {
                     run_avx2(t, cols, b8, Some(b8x), out, region, count);
                 }
             },
-            Path::Plain16 if count <= 4 || (count > 16 && count <= 20) => {
-                run_twin::<16, Plain<16>, Plain<8>, Plain<4>, Plain<8>>(
-                    t, cols, b16, b4, out, region, count,
-                )
-            }
+            Path::Plain16 if paired => run_twin::<16, Plain<16>, Plain<8>, Plain<4>, Plain<8>>(
+                t, cols, b16, b4, out, region, count,
+            ),
             Path::Plain16 => run_lanes::<16, Plain<16>, 8, Plain<8>, Plain<8>>(
                 t,
                 cols,
@@ -1292,9 +1283,7 @@ fn run_twin<const L: usize, S: Simd<L>, T: Twin, S4: Simd<4>, R: Rows8>(
     transpose_region::<R>(t, cols, region, count + (t.win_len - 1) / t.hop);
     let mut f0 = 0;
     if count > 4 {
-        fft::<L, S, L, S>(t, cols, 0, &mut b.x, None);
-        split::<L, S, L, S>(t, b, None);
-        mel::<L, S, L, S>(t, b, None, out, 0);
+        run_batch::<L, S, L, S>(t, cols, 0, b, None, out);
         f0 = L;
     }
     twin::<T, S4>(t, cols, f0, b4, out);
@@ -1351,24 +1340,36 @@ fn run_lanes<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, R: Rows8
     transpose_region::<R>(t, cols, region, count + (t.win_len - 1) / t.hop);
     let mut done = 0;
     while done < count {
-        let second = b2.as_deref_mut().filter(|_| count - done > L);
-        let cols = &*cols;
-        match second {
+        // Two calls with a literal `Some` and `None`, so that each inlined copy is built for
+        // its case (one taking the `Option` at run time made dMel 0.5 µs slower).
+        match b2.as_deref_mut().filter(|_| count - done > L) {
             Some(b2) => {
-                let x2 = Some((&mut b2.x[..], done + L));
-                fft::<L, S, L2, S2>(t, cols, done, &mut b.x, x2);
-                split::<L, S, L2, S2>(t, b, Some(&mut *b2));
-                mel::<L, S, L2, S2>(t, b, Some(&*b2), out, done);
+                run_batch::<L, S, L2, S2>(t, cols, done, b, Some(b2), out);
                 done += L + L2;
             }
             None => {
-                fft::<L, S, L2, S2>(t, cols, done, &mut b.x, None);
-                split::<L, S, L2, S2>(t, b, None);
-                mel::<L, S, L2, S2>(t, b, None, out, done);
+                run_batch::<L, S, L2, S2>(t, cols, done, b, None, out);
                 done += L;
             }
         }
     }
+}
+
+/// Frames `f0..f0 + L` on `b` (and `f0 + L..f0 + L + L2` on `b2`, in lockstep) through the
+/// FFT, the split and the mel sums, into those lanes of `out`.
+#[inline(always)]
+fn run_batch<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
+    t: &Tables,
+    cols: &[f32],
+    f0: usize,
+    b: &mut Buffers<L>,
+    mut b2: Option<&mut Buffers<L2>>,
+    out: &mut [Out],
+) {
+    let x2 = b2.as_deref_mut().map(|b2| (&mut b2.x[..], f0 + L));
+    fft::<L, S, L2, S2>(t, cols, f0, &mut b.x, x2);
+    split::<L, S, L2, S2>(t, b, b2.as_deref_mut());
+    mel::<L, S, L2, S2>(t, b, b2.as_deref(), out, f0);
 }
 
 /// The first `rows` rows of `hop` samples of `region` (zeros past its end) into `cols`,
