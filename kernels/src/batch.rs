@@ -773,6 +773,29 @@ fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
     tw: Option<&[(f32, f32)]>,
 ) {
     let m = x.len() / R;
+    let mut a = first_inputs::<L, S, R>(src, cols, f0, m, p);
+    dft::<L, S, R>(&mut a);
+    // No twiddles for a prime-factor split (see `BatchSpectrum::with_path`); butterfly 0's
+    // are all 1.
+    match tw {
+        Some(tw) if p > 0 => {
+            let w = twiddles::<L, S, R>(tw, p);
+            store_twiddled(&a, Some(&w), x, |k| p + k * m);
+        }
+        _ => store_twiddled(&a, None, x, |k| p + k * m),
+    }
+}
+
+/// The windowed inputs of butterfly `p` of [`first_pass`] (`m` butterflies), lanes
+/// `f0..f0 + L`.
+#[inline(always)]
+fn first_inputs<const L: usize, S: Simd<L>, const R: usize>(
+    src: &[Source],
+    cols: &[f32],
+    f0: usize,
+    m: usize,
+    p: usize,
+) -> [Cv<L, S>; R] {
     // A loop, not `array::from_fn`: its closure would not inherit the caller's target
     // features, and the intrinsics in it would not inline.
     let mut a = [Cv {
@@ -787,16 +810,7 @@ fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
         a.re = S::mul(S::load(re), S::splat(s.w_re));
         a.im = S::mul(S::load(im), S::splat(s.w_im));
     }
-    dft::<L, S, R>(&mut a);
-    // No twiddles for a prime-factor split (see `BatchSpectrum::with_path`); butterfly 0's
-    // are all 1.
-    match tw {
-        Some(tw) if p > 0 => {
-            let w = twiddles::<L, S, R>(tw, p);
-            store_twiddled(&a, Some(&w), x, |k| p + k * m);
-        }
-        _ => store_twiddled(&a, None, x, |k| p + k * m),
-    }
+    a
 }
 
 /// Where frequency `f` of an in-place transform with these radices (first pass first) ends up:
@@ -1063,7 +1077,7 @@ impl BatchSpectrum {
                 }
             })
             .collect();
-        let twin = TwinPlan::new(split_pairs.len(), &mel_filters, &mel_weights);
+        let twin = TwinPlan::new(&split_pairs, &mel_filters, &mel_weights, (r, half));
         let mut batch = BatchSpectrum {
             t: Tables {
                 twin,
@@ -1141,7 +1155,8 @@ impl BatchSpectrum {
             Path::Avx512 => unsafe {
                 // Fewer lanes are not faster per lane, but unused lanes are not free: 4 frames
                 // on 4 lanes measured 1.72 µs against 1.9-2.0 µs on 8 (Whisper, Zen 4), and
-                // 1.48 µs with the paired split and mel steps of `twin`.
+                // 1.48 µs with the paired split and mel steps of `twin`, 1.40 µs with its
+                // folded FFT.
                 if paired {
                     run_avx512_twin(t, cols, b16, b4, out, region, count);
                 } else if count <= 8 {
@@ -1286,7 +1301,8 @@ fn run_twin<const L: usize, S: Simd<L>, T: Twin, S4: Simd<4>, R: Rows8>(
         run_batch::<L, S, L, S>(t, cols, 0, b, None, out);
         f0 = L;
     }
-    twin::<T, S4>(t, cols, f0, b4, out);
+    // The `L`-lane buffer is free again: the folded FFT of `twin` works in it.
+    twin::<T, S4, L, S>(t, cols, f0, b4, &mut b.x, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1459,18 +1475,28 @@ fn fft<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
         x.len()
     };
     for (i, x) in x.chunks_exact_mut(block).enumerate() {
-        let mut x2 = x2
+        let x2 = x2
             .as_mut()
             .map(|(x2, _)| &mut x2[i * block..(i + 1) * block]);
-        for (r, n, tw) in &t.passes {
-            let x2 = x2.as_deref_mut();
-            match r {
-                8 => pass::<L, S, L2, S2, 8>(*n, x, x2, tw),
-                5 => pass::<L, S, L2, S2, 5>(*n, x, x2, tw),
-                4 => pass::<L, S, L2, S2, 4>(*n, x, x2, tw),
-                3 => pass::<L, S, L2, S2, 3>(*n, x, x2, tw),
-                _ => pass::<L, S, L2, S2, 2>(*n, x, x2, tw),
-            }
+        later_passes::<L, S, L2, S2>(&t.passes, x, x2);
+    }
+}
+
+/// The passes after the first, in place on `x` (and `x2`, in lockstep).
+#[inline(always)]
+fn later_passes<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
+    passes: &[Pass],
+    x: &mut [C<L>],
+    mut x2: Option<&mut [C<L2>]>,
+) {
+    for (r, n, tw) in passes {
+        let x2 = x2.as_deref_mut();
+        match r {
+            8 => pass::<L, S, L2, S2, 8>(*n, x, x2, tw),
+            5 => pass::<L, S, L2, S2, 5>(*n, x, x2, tw),
+            4 => pass::<L, S, L2, S2, 4>(*n, x, x2, tw),
+            3 => pass::<L, S, L2, S2, 3>(*n, x, x2, tw),
+            _ => pass::<L, S, L2, S2, 2>(*n, x, x2, tw),
         }
     }
 }
@@ -1595,6 +1621,10 @@ fn mel_step<const L: usize, S: Simd<L>>(w: &[f32], spec: &[[f32; L]], o: &mut [f
 struct TwinPlan {
     /// Split-step pairs, as indices into [`Tables::split_pairs`].
     split: Vec<(u32, u32)>,
+    /// The same pairs after [`folded_fft`] on 8 (16) lanes; empty where the first radix is
+    /// not a multiple of 2 (4).
+    folded8: Vec<FoldedStep>,
+    folded16: Vec<FoldedStep>,
     /// Mel filter pairs (adjacent filters: their lengths are close).
     mel: Vec<TwinMel>,
     taps: Vec<TwinTap>,
@@ -1610,6 +1640,15 @@ struct TwinMel {
     len: u32,
 }
 
+/// A pair of split steps `(i, j)` and where [`folded_fft`] leaves the values they read:
+/// `Z[k]` of step `i`, of step `j`, then `Z[M − k]` of each, as `entry << 2 | quarter`.
+#[derive(Debug, Clone, Copy)]
+struct FoldedStep {
+    i: u32,
+    j: u32,
+    at: [u32; 4],
+}
+
 #[derive(Debug, Clone, Copy)]
 struct TwinTap {
     bin_a: u32,
@@ -1619,12 +1658,34 @@ struct TwinTap {
 }
 
 impl TwinPlan {
-    fn new(split_steps: usize, filters: &[MelFilter], weights: &[f32]) -> Self {
+    /// For an FFT of `half` points whose first pass has radix `r`.
+    fn new(
+        steps: &[SplitPair],
+        filters: &[MelFilter],
+        weights: &[f32],
+        (r, half): (usize, usize),
+    ) -> Self {
         // Step `i` with step `i + ⌈n/2⌉`; the middle one of an odd count with itself.
-        let h = split_steps.div_ceil(2);
-        let split = (0..h)
-            .map(|i| (i as u32, if i + h < split_steps { i + h } else { i } as u32))
+        let h = steps.len().div_ceil(2);
+        let split: Vec<(u32, u32)> = (0..h)
+            .map(|i| (i as u32, if i + h < steps.len() { i + h } else { i } as u32))
             .collect();
+        let folded = |q: usize| -> Vec<FoldedStep> {
+            if !r.is_multiple_of(q) {
+                return Vec::new();
+            }
+            let m = half / r;
+            let at = |c: u32| {
+                let (k, j) = (c as usize / m, c as usize % m);
+                ((((k / q) * m + j) * 8 * q) + 4 * (k % q)) as u32
+            };
+            let step = |&(i, j): &(u32, u32)| {
+                let (p, q) = (&steps[i as usize], &steps[j as usize]);
+                let at = [at(p.a), at(q.a), at(p.b), at(q.b)];
+                FoldedStep { i, j, at }
+            };
+            split.iter().map(step).collect()
+        };
         let (mut mel, mut taps) = (Vec::new(), Vec::new());
         for (i, pair) in filters.chunks(2).enumerate() {
             let (fa, fb) = (pair[0], *pair.get(1).unwrap_or(&pair[0]));
@@ -1645,40 +1706,61 @@ impl TwinPlan {
                 taps.push(TwinTap { bin_a, bin_b, w });
             }
         }
-        TwinPlan { split, mel, taps }
+        let (folded8, folded16) = (folded(2), folded(4));
+        TwinPlan {
+            split,
+            folded8,
+            folded16,
+            mel,
+            taps,
+        }
     }
 }
 
-/// Up to 4 frames, `f0..f0 + 4`, on the 4-lane buffers `b`: the FFT on 4 lanes, the split and
-/// the mel sums with two steps per 8-lane vector (see [`TwinPlan`]); the log10 mel sums into
-/// lanes `f0..f0 + 4` of `out`. Zen 4 issues 128-bit and 256-bit operations at the same rate,
-/// so pairing halves the issue slots of these steps (Whisper's 4-frame remainder of a
-/// micro-turn, one phase-timing run on Zen 4: split 0.33 → 0.13 µs, mel and log10 0.51 →
-/// 0.43 µs, where the dependency chains limit). Paired FFT butterflies were slower than the
-/// 4-lane ones (0.86 against 0.64 µs in the same run): the two-place loads and stores cost
-/// more than they save. The kernels README has the current phase table.
+/// Up to 4 frames, `f0..f0 + 4`, on the 4-lane buffers `b`: the FFT's first pass on 4 lanes,
+/// the later passes folded onto `L` lanes in `wide` ([`folded_fft`]; where the first radix
+/// does not allow that, the whole FFT on 4 lanes), the split and the mel sums with two steps per
+/// 8-lane vector (see [`TwinPlan`]); the log10 mel sums into lanes `f0..f0 + 4` of `out`.
+/// Zen 4 issues 128-bit and 256-bit operations at the same rate, so folding and pairing save
+/// issue slots (Whisper's 4-frame remainder of a micro-turn, phase-timing runs on Zen 4: split
+/// 0.33 → 0.13 µs, mel and log10 0.51 → 0.43 µs, where the dependency chains limit; the FFT
+/// 0.66 → 0.43 µs folded). Paired first-pass butterflies (two in the halves of one vector) were
+/// slower than the 4-lane ones (0.86 against 0.64 µs for the FFT in the same run): the
+/// two-place loads and stores cost more than they save. The kernels README has the current
+/// phase table.
 #[inline(always)]
-fn twin<S: Twin, S4: Simd<4>>(
+fn twin<S: Twin, S4: Simd<4>, const L: usize, SL: Simd<L>>(
     t: &Tables,
     cols: &[f32],
     f0: usize,
     b: &mut Buffers<4>,
+    wide: &mut [C<L>],
     out: &mut [Out],
 ) {
     let plan = &t.twin;
-    fft::<4, S4, 4, S4>(t, cols, f0, &mut b.x, None);
-    let half = b.x.len();
-    for &(i, j) in &plan.split {
-        let (p, q) = (&t.split_pairs[i as usize], &t.split_pairs[j as usize]);
-        let a = load2::<S>(&b.x, p.a as usize, q.a as usize);
-        let b_ = load2::<S>(&b.x, p.b as usize, q.b as usize);
-        let (wr, wi) = (S::splat2(p.wr, q.wr), S::splat2(p.wi, q.wi));
-        let (x, y) = split_math::<8, S>(t.kind, a, b_, wr, wi);
-        let (pk, qk) = (p.k as usize, q.k as usize);
-        S::store_lo(x, &mut b.spec[pk]);
-        S::store_hi(x, &mut b.spec[qk]);
-        S::store_lo(y, &mut b.spec[half - pk]);
-        S::store_hi(y, &mut b.spec[half - qk]);
+    let folded = if L == 16 {
+        &plan.folded16
+    } else {
+        &plan.folded8
+    };
+    if folded.is_empty() {
+        fft::<4, S4, 4, S4>(t, cols, f0, &mut b.x, None);
+        for &(i, j) in &plan.split {
+            let (p, q) = (&t.split_pairs[i as usize], &t.split_pairs[j as usize]);
+            let a = load2::<S>(&b.x, p.a as usize, q.a as usize);
+            let b_ = load2::<S>(&b.x, p.b as usize, q.b as usize);
+            twin_split::<S>(t.kind, p, q, a, b_, &mut b.spec);
+        }
+    } else {
+        folded_fft::<S4, L, SL>(t, cols, f0, wide);
+        let wide = floats(wide);
+        for step in folded {
+            let (i, j) = (step.i as usize, step.j as usize);
+            let (p, q) = (&t.split_pairs[i], &t.split_pairs[j]);
+            let a = load2_folded::<S, L>(wide, step.at[0], step.at[1]);
+            let b_ = load2_folded::<S, L>(wide, step.at[2], step.at[3]);
+            twin_split::<S>(t.kind, p, q, a, b_, &mut b.spec);
+        }
     }
     // The sums first, then log10: a filter's log10 waits for its whole chain of multiply-adds,
     // and these short loops leave the out-of-order core many independent ones at a time.
@@ -1699,6 +1781,107 @@ fn twin<S: Twin, S4: Simd<4>>(
         S::store_lo(v, lanes4(&mut out[a], f0));
         S::store_hi(v, lanes4(&mut out[b], f0));
     }
+}
+
+/// The FFT of 4 frames (lanes `f0..f0 + 4`) with every pass after the first on `L` lanes. The
+/// first pass, on 4 lanes, leaves sub-transform `k` (of `r`, each of `m = M / r` points) in
+/// quarter `k % q` of `x[(k / q)·m..(k / q + 1)·m]`, `q = L / 4`; a later butterfly then works
+/// on `q` sub-transforms at once, with the twiddles they share, and each lane goes through the
+/// same operations as on 4 lanes: the same bits. Position `c` of the 4-lane result is at
+/// `TwinPlan::folded8` (`folded16`) `[c]`. Needs `r` a multiple of `q`.
+#[inline(always)]
+fn folded_fft<S4: Simd<4>, const L: usize, S: Simd<L>>(
+    t: &Tables,
+    cols: &[f32],
+    f0: usize,
+    x: &mut [C<L>],
+) {
+    let tw = t.first.1.as_deref();
+    match t.first.0 {
+        8 => folded_first::<S4, L, 8>(&t.src, cols, f0, x, tw),
+        4 => folded_first::<S4, L, 4>(&t.src, cols, f0, x, tw),
+        _ => folded_first::<S4, L, 2>(&t.src, cols, f0, x, tw),
+    }
+    later_passes::<L, S, L, S>(&t.passes, &mut x[..t.src.len() / (L / 4)], None);
+}
+
+/// The first pass of [`folded_fft`]: [`first_butterfly`] on 4 lanes, each output to its
+/// quarter.
+#[inline(always)]
+fn folded_first<S4: Simd<4>, const L: usize, const R: usize>(
+    src: &[Source],
+    cols: &[f32],
+    f0: usize,
+    x: &mut [C<L>],
+    tw: Option<&[(f32, f32)]>,
+) {
+    let (m, q) = (src.len() / R, L / 4);
+    debug_assert!(R.is_multiple_of(q) && x.len() >= src.len() / q);
+    for p in 0..m {
+        let mut a = first_inputs::<4, S4, R>(src, cols, f0, m, p);
+        dft::<4, S4, R>(&mut a);
+        let w = match tw {
+            Some(tw) if p > 0 => Some(twiddles::<4, S4, R>(tw, p)),
+            _ => None,
+        };
+        for (k, v) in a.iter().enumerate() {
+            let v = match &w {
+                Some((wr, wi)) if k > 0 => v.twiddle(wr[k], wi[k]),
+                _ => *v,
+            };
+            let c = &mut x[(k / q) * m + p];
+            S4::store(v.re, quarter_mut(&mut c.re, k % q));
+            S4::store(v.im, quarter_mut(&mut c.im, k % q));
+        }
+    }
+}
+
+/// Lanes `4i..4i + 4`.
+#[inline(always)]
+fn quarter_mut<const L: usize>(a: &mut [f32; L], i: usize) -> &mut [f32; 4] {
+    (&mut a[4 * i..4 * i + 4]).try_into().expect("4 lanes")
+}
+
+/// The values at two positions of [`folded_fft`]'s result (`entry << 2 | quarter` each), in
+/// lanes 0..4 and 4..8.
+#[inline(always)]
+fn load2_folded<S: Twin, const L: usize>(x: &[f32], a: u32, b: u32) -> Cv<8, S> {
+    let (a, b) = (a as usize, b as usize);
+    let four = |o: usize| -> &[f32; 4] { x[o..o + 4].try_into().expect("4 lanes") };
+    Cv {
+        re: S::load2(four(a), four(b)),
+        im: S::load2(four(a + L), four(b + L)),
+    }
+}
+
+/// `x` as its floats, each entry's `re` then `im`.
+#[inline(always)]
+fn floats<const L: usize>(x: &[C<L>]) -> &[f32] {
+    assert!(size_of::<C<L>>() == 2 * L * size_of::<f32>(), "no padding");
+    // SAFETY: `C<L>` is `repr(C)`: two `[f32; L]` and, as checked, no padding, so the entries
+    // are `2 L` initialised `f32` each, contiguous.
+    unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len() * 2 * L) }
+}
+
+/// Split steps `p` (lanes 0..4) and `q` (4..8) from their `Z[k]` in `a` and `Z[M − k]` in
+/// `b`, into `spec`.
+#[inline(always)]
+fn twin_split<S: Twin>(
+    kind: SpectrumKind,
+    p: &SplitPair,
+    q: &SplitPair,
+    a: Cv<8, S>,
+    b: Cv<8, S>,
+    spec: &mut [[f32; 4]],
+) {
+    let half = spec.len() - 1;
+    let (wr, wi) = (S::splat2(p.wr, q.wr), S::splat2(p.wi, q.wi));
+    let (x, y) = split_math::<8, S>(kind, a, b, wr, wi);
+    let (pk, qk) = (p.k as usize, q.k as usize);
+    S::store_lo(x, &mut spec[pk]);
+    S::store_hi(x, &mut spec[qk]);
+    S::store_lo(y, &mut spec[half - pk]);
+    S::store_hi(y, &mut spec[half - qk]);
 }
 
 /// Lanes `f0..f0 + 4` of `o`.
@@ -1738,14 +1921,16 @@ mod tests {
     fn batch_matches_per_frame_spectrum_and_lanes_are_independent() {
         // Whisper, dMel, and odd shapes: a hop that is not a multiple of 8 (the region is
         // transposed value by value), an odd window offset, radices 5·4·3·3.
-        // The last shape has an odd number of mel filters, some of them empty (narrower than a
-        // bin): the paired mel steps pair the last filter with itself and pad empty ones.
+        // The fifth shape has an odd number of mel filters, some of them empty (narrower than a
+        // bin): the paired mel steps pair the last filter with itself and pad empty ones. The
+        // last has radices 4·3·3: its folded FFT ([`folded_fft`]) is one block on 16 lanes.
         for (win, hop, n_fft, kind, fmin, fmax, n_mels) in [
             (400, 160, 400, SpectrumKind::Power, 0.0, 8000.0, 80),
             (800, 200, 1024, SpectrumKind::Magnitude, 80.0, 7600.0, 80),
             (300, 160, 360, SpectrumKind::Power, 0.0, 8000.0, 80),
             (301, 77, 360, SpectrumKind::Magnitude, 0.0, 8000.0, 80),
             (300, 160, 360, SpectrumKind::Power, 0.0, 8000.0, 171),
+            (72, 40, 72, SpectrumKind::Power, 0.0, 8000.0, 20),
         ] {
             let mut frame = FrameSpectrum::build(win, n_fft, kind);
             let mel = MelFilterbank::slaney(16_000.0, n_fft / 2 + 1, n_mels, fmin, fmax);
