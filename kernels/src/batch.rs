@@ -21,6 +21,7 @@
 //! in, nor on which build ran ([`Path`]: AVX-512F on 16 lanes, AVX2 + FMA on 8 or 4, plain Rust
 //! on 8 or 16): the streamed and offline outputs stay bit-identical whatever the chunking.
 
+use crate::framer::Region;
 #[cfg(test)]
 use crate::spectrum::log10_floor_in_place;
 use crate::spectrum::{
@@ -1131,7 +1132,7 @@ impl BatchSpectrum {
     /// the rest by [`twin`]; 21–24 on 16 with 8 more in lockstep. AVX2 and `Plain8`: 1–4
     /// [`twin`], else 8 lanes or two batches of 8 in lockstep. `Plain16` (tests) mirrors the
     /// AVX-512 path with 16 plain lanes.
-    pub(crate) fn run(&mut self, region: &[f32], count: usize) {
+    pub(crate) fn run(&mut self, region: Region<'_>, count: usize) {
         debug_assert!(count <= LANES && count > 0);
         debug_assert!(region.len() >= (count - 1) * self.t.hop + self.t.win_len);
         let Self {
@@ -1229,7 +1230,7 @@ macro_rules! lanes_fn {
             b: &mut Buffers<$l>,
             b2: Option<&mut Buffers<$l2>>,
             out: &mut [Out],
-            region: &[f32],
+            region: Region<'_>,
             count: usize,
         ) {
             run_lanes::<$l, $s, $l2, $s2, Avx>(t, cols, b, b2, out, region, count);
@@ -1261,7 +1262,7 @@ fn run_avx512_twin(
     b16: &mut Buffers<16>,
     b4: &mut Buffers<4>,
     out: &mut [Out],
-    region: &[f32],
+    region: Region<'_>,
     count: usize,
 ) {
     run_twin::<16, Avx512, Avx, Sse, Avx>(t, cols, b16, b4, out, region, count);
@@ -1276,7 +1277,7 @@ fn run_avx2_twin(
     b8: &mut Buffers<8>,
     b4: &mut Buffers<4>,
     out: &mut [Out],
-    region: &[f32],
+    region: Region<'_>,
     count: usize,
 ) {
     run_twin::<8, Avx, Avx, Sse, Avx>(t, cols, b8, b4, out, region, count);
@@ -1291,7 +1292,7 @@ fn run_twin<const L: usize, S: Simd<L>, T: Twin, S4: Simd<4>, R: Rows8>(
     b: &mut Buffers<L>,
     b4: &mut Buffers<4>,
     out: &mut [Out],
-    region: &[f32],
+    region: Region<'_>,
     count: usize,
 ) {
     debug_assert!(count <= 4 || (count > L && count <= L + 4));
@@ -1350,7 +1351,7 @@ fn run_lanes<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, R: Rows8
     b: &mut Buffers<L>,
     mut b2: Option<&mut Buffers<L2>>,
     out: &mut [Out],
-    region: &[f32],
+    region: Region<'_>,
     count: usize,
 ) {
     transpose_region::<R>(t, cols, region, count + (t.win_len - 1) / t.hop);
@@ -1393,39 +1394,37 @@ fn run_batch<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
 /// at `cols[(i % hop)·stride + i / hop + f]`, and one sample of `L` consecutive frames is `L`
 /// consecutive values. Each sample is moved once, however many frames overlap it.
 #[inline(always)]
-fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: &[f32], rows: usize) {
+fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, rows: usize) {
     let (hop, stride) = (t.hop, t.stride);
     debug_assert!(rows <= stride && cols.len() >= hop * stride);
     if !hop.is_multiple_of(8) {
         for r in 0..rows {
             for c in 0..hop {
-                cols[c * stride + r] = region.get(r * hop + c).copied().unwrap_or(0.0);
+                cols[c * stride + r] = region.get(r * hop + c);
             }
         }
         return;
     }
     let zero = R::splat(0.0);
     for g in 0..rows.div_ceil(8) {
-        // Rows `8g + i` for `i < full` lie wholly in the region; the others are zeros but for
-        // one that the region ends in.
         let in_rows = (rows - 8 * g).min(8);
-        let full = (region.len() / hop).saturating_sub(8 * g).min(in_rows);
-        let row = |i: usize| &region[(8 * g + i) * hop..(8 * g + i + 1) * hop];
         for cg in 0..hop / 8 {
             // Fixed-count loops (unrolled, the block stays in registers), not `array::from_fn`
             // (see `first_pass`).
             let mut block = [zero; 8];
             for (i, v) in block.iter_mut().enumerate() {
-                if i < full {
-                    *v = R::load_slice(&row(i)[8 * cg..]);
-                } else if i < in_rows {
+                if i < in_rows {
                     let start = (8 * g + i) * hop + 8 * cg;
-                    let mut part = [0.0f32; 8];
-                    if let Some(s) = region.get(start..) {
-                        let n = s.len().min(8);
-                        part[..n].copy_from_slice(&s[..n]);
-                    }
-                    *v = R::load_slice(&part);
+                    // Eight samples in one of the region's two slices, or else (where they
+                    // straddle the two, or reach past the end: zeros there) through a copy.
+                    *v = match region.contiguous(start, 8) {
+                        Some(s) => R::load_slice(s),
+                        None => {
+                            let mut part = [0.0f32; 8];
+                            region.copy_to(start, &mut part);
+                            R::load_slice(&part)
+                        }
+                    };
                 }
             }
             let block = R::transpose(block);
@@ -1962,12 +1961,12 @@ mod tests {
             }
             let fast = batch.path();
             assert!(paths.contains(&fast));
-            batch.run(&sig[hop * 2..], LANES);
+            batch.run(Region::one(&sig[hop * 2..]), LANES);
             let full = batch.out.clone();
             for &path in &paths {
                 batch.set_path(path);
                 for count in [24, 21, 20, 17, 16, 11, 9, 8, 5, 4, 3, 1] {
-                    batch.run(&sig[hop * 2..], count);
+                    batch.run(Region::one(&sig[hop * 2..]), count);
                     for (m, (got, all)) in batch.out.iter().zip(&full).enumerate() {
                         for f in 0..count {
                             assert_eq!(
@@ -2056,7 +2055,7 @@ mod tests {
             let sig = signal(hop * 8 + win);
             let BatchSpectrum { t, cols, b8, .. } = &mut batch;
             let cols = cols.get_mut();
-            transpose_region::<Plain<8>>(t, cols, &sig, 8 + (win - 1) / hop);
+            transpose_region::<Plain<8>>(t, cols, Region::one(&sig), 8 + (win - 1) / hop);
             fft::<8, Plain<8>, 8, Plain<8>>(t, cols, 0, &mut b8.x, None);
             let window = periodic_hann(win);
             let off = (n_fft - win) / 2;

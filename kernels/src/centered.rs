@@ -6,7 +6,7 @@
 //! are in; the end's padding is only known at [`CenteredFramer::finish`].
 
 use crate::batch::LANES;
-use crate::framer::Framer;
+use crate::framer::{Framer, Region};
 
 /// numpy's `np.pad(..., mode="reflect")` index rule, for any pad width.
 pub(crate) fn reflect_index(i: isize, n: usize) -> usize {
@@ -45,7 +45,7 @@ impl CenteredFramer {
             pad,
             win,
             hop,
-            framer: Framer::with_batch(win, hop, LANES),
+            framer: Framer::new(win, hop),
             head: Vec::with_capacity(pad + 1),
             started: false,
             samples_in: 0,
@@ -55,9 +55,13 @@ impl CenteredFramer {
     }
 
     /// Pushes samples; calls `on_batch(region, count)` with the frames that became complete,
-    /// up to [`LANES`] at a time, frame `i` at `region[i·hop..i·hop + win]`. Returns the number
-    /// of frames emitted.
-    pub(crate) fn push(&mut self, chunk: &[f32], mut on_batch: impl FnMut(&[f32], usize)) -> usize {
+    /// up to [`LANES`] at a time, frame `i` at samples `i·hop..i·hop + win` of `region`. Returns
+    /// the number of frames emitted.
+    pub(crate) fn push(
+        &mut self,
+        chunk: &[f32],
+        mut on_batch: impl FnMut(Region<'_>, usize),
+    ) -> usize {
         self.samples_in += chunk.len();
         let mut rest = chunk;
         let mut emitted = 0;
@@ -95,7 +99,7 @@ impl CenteredFramer {
     pub(crate) fn finish(
         &mut self,
         total: usize,
-        mut on_batch: impl FnMut(&[f32], usize),
+        mut on_batch: impl FnMut(Region<'_>, usize),
     ) -> usize {
         let n = self.samples_in;
         let pad = self.pad;
@@ -129,7 +133,7 @@ impl CenteredFramer {
                 }
                 let fit = (self.finish_buf.len() - start - self.win) / self.hop + 1;
                 let count = fit.min(total - self.frames_out).min(LANES);
-                on_batch(&self.finish_buf[start..], count);
+                on_batch(Region::one(&self.finish_buf[start..]), count);
                 self.frames_out += count;
                 emitted += count;
             }

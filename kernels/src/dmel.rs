@@ -21,7 +21,7 @@
 use crate::batch::{BatchShape, BatchSpectrum, LANES};
 use crate::centered::CenteredFramer;
 use crate::error::{KernelError, check_finite};
-use crate::framer::Framer;
+use crate::framer::{Framer, Region};
 use crate::spectrum::{FrameSpectrum, MelFilterbank, SpectrumKind, has_avx2, log10_floor_in_place};
 
 /// The dMel parameters. [`DmelConfig::default`] is the apple/dmel recipe with a 12.5 ms step.
@@ -183,6 +183,8 @@ struct DmelFrame {
     spectrum: FrameSpectrum,
     mel: MelFilterbank,
     logmel: Vec<f32>,
+    /// A frame of the per-frame path that straddles the two slices of its region.
+    frame_buf: Vec<f32>,
     /// The last batch's frames, frame-major.
     frames: Vec<f32>,
     levels: Vec<u8>,
@@ -196,9 +198,9 @@ struct DmelFrame {
 }
 
 impl DmelFrame {
-    /// `count` frames, frame `f` at `region[f·hop..f·hop + window]`; `emit(levels, logmel)`
-    /// for each in order.
-    fn frames(&mut self, region: &[f32], count: usize, emit: impl FnMut(&[u8], &[f32])) {
+    /// `count` frames, frame `f` at samples `f·hop..f·hop + window` of `region`;
+    /// `emit(levels, logmel)` for each in order.
+    fn frames(&mut self, region: Region<'_>, count: usize, emit: impl FnMut(&[u8], &[f32])) {
         #[cfg(target_arch = "x86_64")]
         if self.avx2 {
             // SAFETY: `avx2` is set only where the CPU was detected to have AVX2 and FMA.
@@ -211,16 +213,29 @@ impl DmelFrame {
     /// The quantisation's `ceil` is one instruction with SSE4.1, a libm call without.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn frames_avx2(&mut self, region: &[f32], count: usize, emit: impl FnMut(&[u8], &[f32])) {
+    fn frames_avx2(&mut self, region: Region<'_>, count: usize, emit: impl FnMut(&[u8], &[f32])) {
         self.frames_body(region, count, emit);
     }
 
     #[inline(always)]
-    fn frames_body(&mut self, region: &[f32], count: usize, mut emit: impl FnMut(&[u8], &[f32])) {
+    fn frames_body(
+        &mut self,
+        region: Region<'_>,
+        count: usize,
+        mut emit: impl FnMut(&[u8], &[f32]),
+    ) {
         let Some(mut batch) = self.batch.take() else {
             for f in 0..count {
                 let start = f * self.hop;
-                self.frame(&region[start..start + self.win]);
+                match region.contiguous(start, self.win) {
+                    Some(frame) => self.frame(frame),
+                    None => {
+                        let mut frame = std::mem::take(&mut self.frame_buf);
+                        region.copy_to(start, &mut frame);
+                        self.frame(&frame);
+                        self.frame_buf = frame;
+                    }
+                }
                 emit(&self.levels, &self.logmel);
             }
             return;
@@ -310,9 +325,7 @@ impl DmelStream {
         );
         let mut stream = DmelStream {
             framer: match config.framing {
-                DmelFraming::Causal => {
-                    Framing::Causal(Framer::with_batch(config.window, config.hop, LANES))
-                }
+                DmelFraming::Causal => Framing::Causal(Framer::new(config.window, config.hop)),
                 DmelFraming::Centered => Framing::Centered(CenteredFramer::new(
                     config.window / 2,
                     config.window,
@@ -334,6 +347,7 @@ impl DmelStream {
                 spectrum,
                 mel,
                 logmel: vec![0.0; config.n_mels],
+                frame_buf: vec![0.0; config.window],
                 frames: vec![0.0; LANES * config.n_mels],
                 levels: vec![0; config.n_mels],
                 batch_levels: vec![0; LANES * config.n_mels],
@@ -372,7 +386,8 @@ impl DmelStream {
         let DmelStream {
             framer, frame_core, ..
         } = self;
-        let on_batch = |region: &[f32], count: usize| frame_core.frames(region, count, &mut *sink);
+        let on_batch =
+            |region: Region<'_>, count: usize| frame_core.frames(region, count, &mut *sink);
         Ok(match framer {
             Framing::Causal(f) => f.push_batched(chunk, LANES, on_batch),
             Framing::Centered(f) => f.push(chunk, on_batch),

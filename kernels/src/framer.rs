@@ -1,6 +1,54 @@
 //! Cuts a sample stream into overlapping frames of `win` samples every `hop` samples, across
 //! chunk boundaries, without allocating after construction.
 
+/// A stretch of the stream as two slices, one after the other: the samples a framer held back
+/// from earlier chunks, then the new chunk, read in place (so that a chunk is not copied before
+/// its frames are computed).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Region<'a> {
+    head: &'a [f32],
+    tail: &'a [f32],
+}
+
+impl<'a> Region<'a> {
+    /// One slice.
+    pub(crate) fn one(samples: &'a [f32]) -> Self {
+        Region {
+            head: samples,
+            tail: &[],
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// Sample `i`, 0 past the end.
+    pub(crate) fn get(&self, i: usize) -> f32 {
+        match i.checked_sub(self.head.len()) {
+            None => self.head[i],
+            Some(j) => self.tail.get(j).copied().unwrap_or(0.0),
+        }
+    }
+
+    /// Samples `start..start + n` as one slice, where they lie within one of the two (`None`
+    /// where they straddle them or reach past the end).
+    #[inline(always)]
+    pub(crate) fn contiguous(&self, start: usize, n: usize) -> Option<&'a [f32]> {
+        match start.checked_sub(self.head.len()) {
+            None => self.head.get(start..start + n),
+            Some(j) => self.tail.get(j..j + n),
+        }
+    }
+
+    /// Samples `start..start + dst.len()` into `dst`, zeros past the end.
+    pub(crate) fn copy_to(&self, start: usize, dst: &mut [f32]) {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = self.get(start + i);
+        }
+    }
+}
+
 /// A streaming framer: frame `t` covers stream positions `t·hop .. t·hop + win`, where the
 /// stream is whatever was [`Framer::push`]ed (including any history pushed at the start).
 #[derive(Debug, Clone)]
@@ -53,53 +101,51 @@ impl Framer {
         frames
     }
 
-    /// A framer whose buffer holds `batch` consecutive frames, for [`Framer::push_batched`].
-    pub(crate) fn with_batch(win: usize, hop: usize, batch: usize) -> Self {
-        Framer {
-            win,
-            hop,
-            pending: Vec::with_capacity((win + hop.max(win)).max(win + hop * (batch - 1))),
-            skip: 0,
-        }
-    }
-
     /// As [`Framer::push`], but hands over up to `batch` complete frames at once:
-    /// `on_batch(region, count)` with frame `i` at `region[i·hop..i·hop + win]`. Frames come
-    /// in order; the batches are as full as the chunk allows (none is held back for the next
-    /// chunk). Needs a framer made by [`Framer::with_batch`] with at least this `batch`.
+    /// `on_batch(region, count)` with frame `i` at samples `i·hop..i·hop + win` of `region`:
+    /// the samples held from earlier chunks, then `chunk` itself, not copied. Frames come in
+    /// order; the batches are as full as the chunk allows (none is held back for the next
+    /// chunk). Afterwards fewer than `win` samples are held.
     pub(crate) fn push_batched(
         &mut self,
         mut chunk: &[f32],
         batch: usize,
-        mut on_batch: impl FnMut(&[f32], usize),
+        mut on_batch: impl FnMut(Region<'_>, usize),
     ) -> usize {
         let mut frames = 0;
-        let cap = self.pending.capacity();
-        debug_assert!(cap >= self.win + self.hop * (batch - 1));
         loop {
-            if self.skip > 0 && !chunk.is_empty() {
+            if self.skip > 0 {
                 let n = self.skip.min(chunk.len());
                 self.skip -= n;
                 chunk = &chunk[n..];
-                continue;
+                if self.skip > 0 {
+                    return frames;
+                }
             }
-            let take = (cap - self.pending.len()).min(chunk.len());
-            self.pending.extend_from_slice(&chunk[..take]);
-            chunk = &chunk[take..];
-            let len = self.pending.len();
-            let ready = if len >= self.win {
-                ((len - self.win) / self.hop + 1).min(batch)
-            } else {
-                0
-            };
-            if ready > 0 && (ready == batch || chunk.is_empty()) {
-                on_batch(&self.pending, ready);
-                frames += ready;
-                self.consume(ready * self.hop);
-                continue;
-            }
-            if chunk.is_empty() {
+            let held = self.pending.len();
+            let len = held + chunk.len();
+            if len < self.win {
+                // Fits: fewer than `win` were held, and the capacity is at least `win`.
+                self.pending.extend_from_slice(chunk);
                 return frames;
+            }
+            let ready = ((len - self.win) / self.hop + 1).min(batch);
+            on_batch(
+                Region {
+                    head: &self.pending,
+                    tail: chunk,
+                },
+                ready,
+            );
+            frames += ready;
+            let used = ready * self.hop;
+            if used < held {
+                self.consume(used);
+            } else {
+                self.pending.clear();
+                let from_chunk = used - held;
+                self.skip = from_chunk.saturating_sub(chunk.len());
+                chunk = &chunk[from_chunk.min(chunk.len())..];
             }
         }
     }
@@ -142,13 +188,16 @@ mod tests {
     }
 
     fn batched_frames_of(win: usize, hop: usize, signal: &[f32], chunk: usize) -> Vec<Vec<f32>> {
-        let mut framer = Framer::with_batch(win, hop, 8);
+        let mut framer = Framer::new(win, hop);
         let mut out = Vec::new();
         for c in signal.chunks(chunk) {
             framer.push_batched(c, 8, |region, count| {
                 assert!((1..=8).contains(&count));
+                assert!(region.len() >= (count - 1) * hop + win);
                 for i in 0..count {
-                    out.push(region[i * hop..i * hop + win].to_vec());
+                    let mut frame = vec![0.0; win];
+                    region.copy_to(i * hop, &mut frame);
+                    out.push(frame);
                 }
             });
         }

@@ -17,6 +17,7 @@
 use crate::batch::{BatchShape, BatchSpectrum, LANES};
 use crate::centered::{CenteredFramer, reflect_index};
 use crate::error::{KernelError, check_finite};
+use crate::framer::Region;
 use crate::spectrum::{MelFilterbank, SpectrumKind};
 
 /// Sample rate Whisper and Smart Turn expect.
@@ -70,7 +71,7 @@ impl FrameCore {
     /// `count` (≤ [`LANES`], 24) frames of 400 samples, frame `f` at `region[160 f..]`, to 80
     /// values of `log10(max(mel, 1e-10))` each: `emit(f, values)` in frame order.
     #[inline]
-    fn frames(&mut self, region: &[f32], count: usize, mut emit: impl FnMut(usize, &[f32])) {
+    fn frames(&mut self, region: Region<'_>, count: usize, mut emit: impl FnMut(usize, &[f32])) {
         self.batch.run(region, count);
         self.batch.frames_into(count, &mut self.frames);
         for (f, frame) in self
@@ -172,12 +173,15 @@ impl WhisperLogMel {
         }
         for t0 in (0..n_frames).step_by(LANES) {
             let count = (n_frames - t0).min(LANES);
-            self.core
-                .frames(&self.padded[t0 * WHISPER_HOP..], count, |f, frame| {
+            self.core.frames(
+                Region::one(&self.padded[t0 * WHISPER_HOP..]),
+                count,
+                |f, frame| {
                     for (m, &v) in frame.iter().enumerate() {
                         out[m * n_frames + t0 + f] = v;
                     }
-                });
+                },
+            );
         }
     }
 
