@@ -25,7 +25,7 @@ use crate::framer::Region;
 #[cfg(test)]
 use crate::spectrum::log10_floor_in_place;
 use crate::spectrum::{
-    LN2_HI, LN2_LO, LOG_P, MelFilterbank, SpectrumKind, has_avx2, log_split, periodic_hann,
+    LG2_HI, LG2_LO, LOG1P_C, MelFilterbank, SpectrumKind, has_avx2, log_split, periodic_hann,
 };
 
 /// Frames per call to [`BatchSpectrum::run`]: the 16 `f32` lanes of an AVX-512 register and
@@ -98,9 +98,10 @@ trait Simd<const L: usize>: Copy {
     /// `max(a, b)`; `b` where `a` is NaN.
     fn max(a: Self::V, b: Self::V) -> Self::V;
     fn sqrt(a: Self::V) -> Self::V;
-    /// `(e, m − 1)` with `x = m · 2^e`, m ∈ [√½, √2), for positive normal `x` (see
-    /// [`crate::spectrum::log_split`], which every build matches bit for bit).
-    fn log_split(x: Self::V) -> (Self::V, Self::V);
+    /// `(e, m, 1/c, log10 c)` with `x = m · 2^e`, m ∈ [√½, √2), and `c` from the table, for
+    /// positive normal `x` (see [`crate::spectrum::log_split`], which every build matches bit
+    /// for bit).
+    fn log_split(x: Self::V) -> (Self::V, Self::V, Self::V, Self::V);
 }
 
 /// The 8-lane operations that load frames into lanes (used by every path, 8 frames at a time).
@@ -187,11 +188,13 @@ impl<const L: usize> Simd<L> for Plain<L> {
         std::array::from_fn(|j| a[j].sqrt())
     }
     #[inline(always)]
-    fn log_split(x: [f32; L]) -> ([f32; L], [f32; L]) {
-        let parts: [(f32, f32); L] = std::array::from_fn(|j| log_split(x[j]));
+    fn log_split(x: [f32; L]) -> ([f32; L], [f32; L], [f32; L], [f32; L]) {
+        let parts: [(f32, f32, f32, f32); L] = std::array::from_fn(|j| log_split(x[j]));
         (
             std::array::from_fn(|j| parts[j].0),
             std::array::from_fn(|j| parts[j].1),
+            std::array::from_fn(|j| parts[j].2),
+            std::array::from_fn(|j| parts[j].3),
         )
     }
 }
@@ -224,7 +227,7 @@ struct Sse;
 #[cfg(target_arch = "x86_64")]
 mod avx {
     use super::{Avx, Avx512, Rows8, Simd, Sse, Twin};
-    use crate::spectrum::{MANTISSA, SQRT_HALF_BITS};
+    use crate::spectrum::{LOG_INV_C, LOG10_C, MANTISSA, SQRT_HALF_BITS};
     use std::arch::x86_64::*;
 
     // SAFETY (every method): `Avx` is only used inside functions compiled with
@@ -274,18 +277,16 @@ mod avx {
             unsafe { _mm256_sqrt_ps(a) }
         }
         #[inline(always)]
-        fn log_split(x: __m256) -> (__m256, __m256) {
+        fn log_split(x: __m256) -> (__m256, __m256, __m256, __m256) {
             unsafe {
                 let i = _mm256_sub_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(SQRT_HALF_BITS));
                 let e = _mm256_cvtepi32_ps(_mm256_srai_epi32::<23>(i));
-                let m = _mm256_add_epi32(
-                    _mm256_and_si256(i, _mm256_set1_epi32(MANTISSA)),
-                    _mm256_set1_epi32(SQRT_HALF_BITS),
-                );
-                (
-                    e,
-                    _mm256_sub_ps(_mm256_castsi256_ps(m), _mm256_set1_ps(1.0)),
-                )
+                let f = _mm256_and_si256(i, _mm256_set1_epi32(MANTISSA));
+                let m = _mm256_add_epi32(f, _mm256_set1_epi32(SQRT_HALF_BITS));
+                let j = _mm256_srli_epi32::<20>(f);
+                let inv_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG_INV_C.as_ptr()), j);
+                let lg_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG10_C.as_ptr()), j);
+                (e, _mm256_castsi256_ps(m), inv_c, lg_c)
             }
         }
     }
@@ -397,15 +398,23 @@ mod avx {
             unsafe { _mm_sqrt_ps(a) }
         }
         #[inline(always)]
-        fn log_split(x: __m128) -> (__m128, __m128) {
+        fn log_split(x: __m128) -> (__m128, __m128, __m128, __m128) {
             unsafe {
                 let i = _mm_sub_epi32(_mm_castps_si128(x), _mm_set1_epi32(SQRT_HALF_BITS));
                 let e = _mm_cvtepi32_ps(_mm_srai_epi32::<23>(i));
-                let m = _mm_add_epi32(
-                    _mm_and_si128(i, _mm_set1_epi32(MANTISSA)),
-                    _mm_set1_epi32(SQRT_HALF_BITS),
-                );
-                (e, _mm_sub_ps(_mm_castsi128_ps(m), _mm_set1_ps(1.0)))
+                let f = _mm_and_si128(i, _mm_set1_epi32(MANTISSA));
+                let m = _mm_add_epi32(f, _mm_set1_epi32(SQRT_HALF_BITS));
+                // The 8-entry lookup of the AVX2 build, on the low half. (No closure: it would
+                // not inherit the caller's target features.)
+                let j = _mm256_zextsi128_si256(_mm_srli_epi32::<20>(f));
+                let inv_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG_INV_C.as_ptr()), j);
+                let lg_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG10_C.as_ptr()), j);
+                (
+                    e,
+                    _mm_castsi128_ps(m),
+                    _mm256_castps256_ps128(inv_c),
+                    _mm256_castps256_ps128(lg_c),
+                )
             }
         }
     }
@@ -457,18 +466,21 @@ mod avx {
             unsafe { _mm512_sqrt_ps(a) }
         }
         #[inline(always)]
-        fn log_split(x: __m512) -> (__m512, __m512) {
+        fn log_split(x: __m512) -> (__m512, __m512, __m512, __m512) {
             unsafe {
                 let i = _mm512_sub_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(SQRT_HALF_BITS));
                 let e = _mm512_cvtepi32_ps(_mm512_srai_epi32::<23>(i));
-                let m = _mm512_add_epi32(
-                    _mm512_and_si512(i, _mm512_set1_epi32(MANTISSA)),
-                    _mm512_set1_epi32(SQRT_HALF_BITS),
+                let f = _mm512_and_si512(i, _mm512_set1_epi32(MANTISSA));
+                let m = _mm512_add_epi32(f, _mm512_set1_epi32(SQRT_HALF_BITS));
+                // Indices 0..8: the table's 8 entries in the low half of a 16-lane vector.
+                let j = _mm512_srli_epi32::<20>(f);
+                let inv_c = _mm512_castps256_ps512(_mm256_loadu_ps(LOG_INV_C.as_ptr()));
+                let lg_c = _mm512_castps256_ps512(_mm256_loadu_ps(LOG10_C.as_ptr()));
+                let (inv_c, lg_c) = (
+                    _mm512_permutexvar_ps(j, inv_c),
+                    _mm512_permutexvar_ps(j, lg_c),
                 );
-                (
-                    e,
-                    _mm512_sub_ps(_mm512_castsi512_ps(m), _mm512_set1_ps(1.0)),
-                )
+                (e, _mm512_castsi512_ps(m), inv_c, lg_c)
             }
         }
     }
@@ -1567,17 +1579,14 @@ fn split_math<const L: usize, S: Simd<L>>(
 /// [`log10_floor_in_place`], so the same bits.
 #[inline(always)]
 fn log10_floor<const L: usize, S: Simd<L>>(v: S::V, floor: S::V) -> S::V {
-    let (e, m) = S::log_split(S::max(v, floor));
-    let z = S::mul(m, m);
-    let mut y = S::splat(LOG_P[0]);
-    for &c in &LOG_P[1..] {
-        y = S::fma(y, m, S::splat(c));
-    }
-    y = S::mul(y, S::mul(m, z));
-    y = S::fma(e, S::splat(LN2_LO), y);
-    y = S::fnma(S::splat(0.5), z, y);
-    let ln = S::fma(e, S::splat(LN2_HI), S::add(m, y));
-    S::mul(ln, S::splat(std::f32::consts::LOG10_E))
+    let (e, m, inv_c, lg_c) = S::log_split(S::max(v, floor));
+    let r = S::fma(m, inv_c, S::splat(-1.0));
+    let z = S::mul(r, r);
+    let p = S::fma(S::splat(LOG1P_C[2]), r, S::splat(LOG1P_C[1]));
+    let p = S::fma(p, r, S::splat(LOG1P_C[0]));
+    let y = S::fma(p, S::mul(z, r), S::mul(S::splat(-0.5), z));
+    let small = S::fma(S::splat(std::f32::consts::LOG10_E), S::add(r, y), lg_c);
+    S::fma(e, S::splat(LG2_HI), S::fma(e, S::splat(LG2_LO), small))
 }
 
 /// The mel sums, then log10, into lanes `f0..f0 + L` of `out` (and `f0 + L..f0 + L + L2` from
@@ -1639,13 +1648,15 @@ struct TwinMel {
     len: u32,
 }
 
-/// A pair of split steps `(i, j)` and where [`folded_fft`] leaves the values they read:
-/// `Z[k]` of step `i`, of step `j`, then `Z[M − k]` of each, as `entry << 2 | quarter`.
+/// A pair of split steps (bins `k[0]` and `k[1]`, in lanes 0..4 and 4..8) after
+/// [`folded_fft`]: where it leaves the values they read (`Z[k]` of each, then `Z[M − k]` of
+/// each, as offsets into its buffer's floats), and their twiddles.
 #[derive(Debug, Clone, Copy)]
 struct FoldedStep {
-    i: u32,
-    j: u32,
     at: [u32; 4],
+    k: [u32; 2],
+    wr: [f32; 8],
+    wi: [f32; 8],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1680,8 +1691,13 @@ impl TwinPlan {
             };
             let step = |&(i, j): &(u32, u32)| {
                 let (p, q) = (&steps[i as usize], &steps[j as usize]);
-                let at = [at(p.a), at(q.a), at(p.b), at(q.b)];
-                FoldedStep { i, j, at }
+                let two = |a: f32, b: f32| std::array::from_fn(|l| if l < 4 { a } else { b });
+                FoldedStep {
+                    at: [at(p.a), at(q.a), at(p.b), at(q.b)],
+                    k: [p.k, q.k],
+                    wr: two(p.wr, q.wr),
+                    wi: two(p.wi, q.wi),
+                }
             };
             split.iter().map(step).collect()
         };
@@ -1748,17 +1764,17 @@ fn twin<S: Twin, S4: Simd<4>, const L: usize, SL: Simd<L>>(
             let (p, q) = (&t.split_pairs[i as usize], &t.split_pairs[j as usize]);
             let a = load2::<S>(&b.x, p.a as usize, q.a as usize);
             let b_ = load2::<S>(&b.x, p.b as usize, q.b as usize);
-            twin_split::<S>(t.kind, p, q, a, b_, &mut b.spec);
+            let w = (S::splat2(p.wr, q.wr), S::splat2(p.wi, q.wi));
+            twin_split::<S>(t.kind, [p.k, q.k], w, a, b_, &mut b.spec);
         }
     } else {
         folded_fft::<S4, L, SL>(t, cols, f0, wide);
         let wide = floats(wide);
         for step in folded {
-            let (i, j) = (step.i as usize, step.j as usize);
-            let (p, q) = (&t.split_pairs[i], &t.split_pairs[j]);
             let a = load2_folded::<S, L>(wide, step.at[0], step.at[1]);
             let b_ = load2_folded::<S, L>(wide, step.at[2], step.at[3]);
-            twin_split::<S>(t.kind, p, q, a, b_, &mut b.spec);
+            let w = (S::load(&step.wr), S::load(&step.wi));
+            twin_split::<S>(t.kind, step.k, w, a, b_, &mut b.spec);
         }
     }
     // The sums first, then log10: a filter's log10 waits for its whole chain of multiply-adds,
@@ -1862,21 +1878,20 @@ fn floats<const L: usize>(x: &[C<L>]) -> &[f32] {
     unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len() * 2 * L) }
 }
 
-/// Split steps `p` (lanes 0..4) and `q` (4..8) from their `Z[k]` in `a` and `Z[M − k]` in
-/// `b`, into `spec`.
+/// Two split steps, bins `pk` (lanes 0..4) and `qk` (4..8) with their twiddles `w`, from
+/// their `Z[k]` in `a` and `Z[M − k]` in `b`, into `spec`.
 #[inline(always)]
 fn twin_split<S: Twin>(
     kind: SpectrumKind,
-    p: &SplitPair,
-    q: &SplitPair,
+    [pk, qk]: [u32; 2],
+    (wr, wi): (S::V, S::V),
     a: Cv<8, S>,
     b: Cv<8, S>,
     spec: &mut [[f32; 4]],
 ) {
     let half = spec.len() - 1;
-    let (wr, wi) = (S::splat2(p.wr, q.wr), S::splat2(p.wi, q.wi));
     let (x, y) = split_math::<8, S>(kind, a, b, wr, wi);
-    let (pk, qk) = (p.k as usize, q.k as usize);
+    let (pk, qk) = (pk as usize, qk as usize);
     S::store_lo(x, &mut spec[pk]);
     S::store_hi(x, &mut spec[qk]);
     S::store_lo(y, &mut spec[half - pk]);
