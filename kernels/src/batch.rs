@@ -283,9 +283,8 @@ mod avx {
                 let e = _mm256_cvtepi32_ps(_mm256_srai_epi32::<23>(i));
                 let f = _mm256_and_si256(i, _mm256_set1_epi32(MANTISSA));
                 let m = _mm256_add_epi32(f, _mm256_set1_epi32(SQRT_HALF_BITS));
-                let j = _mm256_srli_epi32::<20>(f);
-                let inv_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG_INV_C.as_ptr()), j);
-                let lg_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG10_C.as_ptr()), j);
+                let j = _mm256_srli_epi32::<19>(f);
+                let (inv_c, lg_c) = (lookup16(&LOG_INV_C, j), lookup16(&LOG10_C, j));
                 (e, _mm256_castsi256_ps(m), inv_c, lg_c)
             }
         }
@@ -327,6 +326,20 @@ mod avx {
                     _mm256_permute2f128_ps::<0x31>(u3, u7),
                 ]
             }
+        }
+    }
+
+    /// `t[j]` per lane, `j < 16`: each half of the table by an 8-entry permute, the half picked
+    /// by bit 3 of `j`.
+    ///
+    /// # Safety
+    /// Only inside functions compiled with AVX2 (as `Simd<8> for Avx`).
+    #[inline(always)]
+    unsafe fn lookup16(t: &[f32; 16], j: __m256i) -> __m256 {
+        unsafe {
+            let lo = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t.as_ptr()), j);
+            let hi = _mm256_permutevar8x32_ps(_mm256_loadu_ps(t[8..].as_ptr()), j);
+            _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(j)))
         }
     }
 
@@ -404,11 +417,9 @@ mod avx {
                 let e = _mm_cvtepi32_ps(_mm_srai_epi32::<23>(i));
                 let f = _mm_and_si128(i, _mm_set1_epi32(MANTISSA));
                 let m = _mm_add_epi32(f, _mm_set1_epi32(SQRT_HALF_BITS));
-                // The 8-entry lookup of the AVX2 build, on the low half. (No closure: it would
-                // not inherit the caller's target features.)
-                let j = _mm256_zextsi128_si256(_mm_srli_epi32::<20>(f));
-                let inv_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG_INV_C.as_ptr()), j);
-                let lg_c = _mm256_permutevar8x32_ps(_mm256_loadu_ps(LOG10_C.as_ptr()), j);
+                // The lookup of the AVX2 build, on the low half.
+                let j = _mm256_zextsi128_si256(_mm_srli_epi32::<19>(f));
+                let (inv_c, lg_c) = (lookup16(&LOG_INV_C, j), lookup16(&LOG10_C, j));
                 (
                     e,
                     _mm_castsi128_ps(m),
@@ -472,14 +483,9 @@ mod avx {
                 let e = _mm512_cvtepi32_ps(_mm512_srai_epi32::<23>(i));
                 let f = _mm512_and_si512(i, _mm512_set1_epi32(MANTISSA));
                 let m = _mm512_add_epi32(f, _mm512_set1_epi32(SQRT_HALF_BITS));
-                // Indices 0..8: the table's 8 entries in the low half of a 16-lane vector.
-                let j = _mm512_srli_epi32::<20>(f);
-                let inv_c = _mm512_castps256_ps512(_mm256_loadu_ps(LOG_INV_C.as_ptr()));
-                let lg_c = _mm512_castps256_ps512(_mm256_loadu_ps(LOG10_C.as_ptr()));
-                let (inv_c, lg_c) = (
-                    _mm512_permutexvar_ps(j, inv_c),
-                    _mm512_permutexvar_ps(j, lg_c),
-                );
+                let j = _mm512_srli_epi32::<19>(f);
+                let inv_c = _mm512_permutexvar_ps(j, _mm512_loadu_ps(LOG_INV_C.as_ptr()));
+                let lg_c = _mm512_permutexvar_ps(j, _mm512_loadu_ps(LOG10_C.as_ptr()));
                 (e, _mm512_castsi512_ps(m), inv_c, lg_c)
             }
         }
@@ -1582,9 +1588,8 @@ fn log10_floor<const L: usize, S: Simd<L>>(v: S::V, floor: S::V) -> S::V {
     let (e, m, inv_c, lg_c) = S::log_split(S::max(v, floor));
     let r = S::fma(m, inv_c, S::splat(-1.0));
     let z = S::mul(r, r);
-    let p = S::fma(S::splat(LOG1P_C[2]), r, S::splat(LOG1P_C[1]));
-    let p = S::fma(p, r, S::splat(LOG1P_C[0]));
-    let y = S::fma(p, S::mul(z, r), S::mul(S::splat(-0.5), z));
+    let p = S::fma(S::splat(LOG1P_C[1]), r, S::splat(LOG1P_C[0]));
+    let y = S::mul(S::fma(p, r, S::splat(-0.5)), z);
     let small = S::fma(S::splat(std::f32::consts::LOG10_E), S::add(r, y), lg_c);
     S::fma(e, S::splat(LG2_HI), S::fma(e, S::splat(LG2_LO), small))
 }
