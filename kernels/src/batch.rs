@@ -1640,15 +1640,19 @@ struct TwinPlan {
     folded16: Vec<FoldedStep>,
     /// Mel filter pairs (adjacent filters: their lengths are close).
     mel: Vec<TwinMel>,
-    taps: Vec<TwinTap>,
+    /// The weights of filter `a` in lanes 0..4, of `b` in lanes 4..8, tap by tap.
+    weights: Vec<[f32; 8]>,
 }
 
-/// Filters `a` and `b` sum `taps[start..start + len]` (the shorter one padded with zero weights
-/// on a valid bin, which add exactly nothing).
+/// Filters `a` and `b` sum `len` consecutive bins each, from `bin_a` and `bin_b`, with
+/// `weights[start..start + len]`: each filter's own run of nonzero weights, and zero weights
+/// around it to the common length (they add exactly nothing), on bins that exist.
 #[derive(Debug, Clone, Copy)]
 struct TwinMel {
     a: u32,
     b: u32,
+    bin_a: u32,
+    bin_b: u32,
     start: u32,
     len: u32,
 }
@@ -1664,20 +1668,12 @@ struct FoldedStep {
     wi: [f32; 8],
 }
 
-#[derive(Debug, Clone, Copy)]
-struct TwinTap {
-    bin_a: u32,
-    bin_b: u32,
-    /// The weight of `a` in lanes 0..4, of `b` in lanes 4..8.
-    w: [f32; 8],
-}
-
 impl TwinPlan {
     /// For an FFT of `half` points whose first pass has radix `r`.
     fn new(
         steps: &[SplitPair],
         filters: &[MelFilter],
-        weights: &[f32],
+        mel_weights: &[f32],
         (r, half): (usize, usize),
     ) -> Self {
         // Step `i` with step `i + ⌈n/2⌉`; the middle one of an odd count with itself.
@@ -1706,24 +1702,29 @@ impl TwinPlan {
             };
             split.iter().map(step).collect()
         };
-        let (mut mel, mut taps) = (Vec::new(), Vec::new());
+        let (mut mel, mut weights) = (Vec::new(), Vec::new());
+        let bins = half as u32 + 1;
         for (i, pair) in filters.chunks(2).enumerate() {
             let (fa, fb) = (pair[0], *pair.get(1).unwrap_or(&pair[0]));
             let len = fa.len.max(fb.len);
+            // The first bin of a filter's `len` bins: its own first, or earlier near the top.
+            let from = |f: MelFilter| f.bin.min(bins - len);
+            let (bin_a, bin_b) = (from(fa), from(fb));
             mel.push(TwinMel {
                 a: (2 * i) as u32,
                 b: (2 * i + pair.len() - 1) as u32,
-                start: taps.len() as u32,
+                bin_a,
+                bin_b,
+                start: weights.len() as u32,
                 len,
             });
-            let tap = |f: MelFilter, i: u32| match i < f.len {
-                true => (f.bin + i, weights[(f.weight + i) as usize]),
-                false => (f.bin, 0.0),
+            let weight = |f: MelFilter, bin: u32| match bin.checked_sub(f.bin) {
+                Some(j) if j < f.len => mel_weights[(f.weight + j) as usize],
+                _ => 0.0,
             };
-            for i in 0..len {
-                let ((bin_a, wa), (bin_b, wb)) = (tap(fa, i), tap(fb, i));
-                let w = std::array::from_fn(|l| if l < 4 { wa } else { wb });
-                taps.push(TwinTap { bin_a, bin_b, w });
+            for j in 0..len {
+                let (wa, wb) = (weight(fa, bin_a + j), weight(fb, bin_b + j));
+                weights.push(std::array::from_fn(|l| if l < 4 { wa } else { wb }));
             }
         }
         let (folded8, folded16) = (folded(2), folded(4));
@@ -1732,7 +1733,7 @@ impl TwinPlan {
             folded8,
             folded16,
             mel,
-            taps,
+            weights,
         }
     }
 }
@@ -1786,9 +1787,14 @@ fn twin<S: Twin, S4: Simd<4>, const L: usize, SL: Simd<L>>(
     // and these short loops leave the out-of-order core many independent ones at a time.
     for f in &plan.mel {
         let mut acc = S::splat(0.0);
-        for tap in &plan.taps[f.start as usize..(f.start + f.len) as usize] {
-            let v = S::load2(&b.spec[tap.bin_a as usize], &b.spec[tap.bin_b as usize]);
-            acc = S::fma(v, S::load(&tap.w), acc);
+        let (n, start) = (f.len as usize, f.start as usize);
+        let (a, b_) = (f.bin_a as usize, f.bin_b as usize);
+        let taps = plan.weights[start..start + n]
+            .iter()
+            .zip(&b.spec[a..a + n])
+            .zip(&b.spec[b_..b_ + n]);
+        for ((w, xa), xb) in taps {
+            acc = S::fma(S::load2(xa, xb), S::load(w), acc);
         }
         S::store_lo(acc, lanes4(&mut out[f.a as usize], f0));
         S::store_hi(acc, lanes4(&mut out[f.b as usize], f0));
