@@ -1801,8 +1801,7 @@ fn twin<S: Twin, S4: Simd<4>, const L: usize, SL: Simd<L>>(
     }
     for f in &plan.mel {
         let (a, b) = (f.a as usize, f.b as usize);
-        let four = |o: &Out| -> [f32; 4] { o[f0..f0 + 4].try_into().expect("4 lanes") };
-        let v = S::load2(&four(&out[a]), &four(&out[b]));
+        let v = S::load2(lanes4_of(&out[a], f0), lanes4_of(&out[b], f0));
         let v = log10_floor::<8, S>(v, S::splat(1e-10));
         S::store_lo(v, lanes4(&mut out[a], f0));
         S::store_hi(v, lanes4(&mut out[b], f0));
@@ -1907,6 +1906,12 @@ fn twin_split<S: Twin>(
     S::store_hi(x, &mut spec[qk]);
     S::store_lo(y, &mut spec[half - pk]);
     S::store_hi(y, &mut spec[half - qk]);
+}
+
+/// Lanes `f0..f0 + 4` of `o`.
+#[inline(always)]
+fn lanes4_of(o: &Out, f0: usize) -> &[f32; 4] {
+    o[f0..f0 + 4].try_into().expect("4 lanes")
 }
 
 /// Lanes `f0..f0 + 4` of `o`.
