@@ -1812,8 +1812,8 @@ fn twin<S: Twin, S4: Simd<4>, const L: usize, SL: Simd<L>>(
 /// first pass, on 4 lanes, leaves sub-transform `k` (of `r`, each of `m = M / r` points) in
 /// quarter `k % q` of `x[(k / q)·m..(k / q + 1)·m]`, `q = L / 4`; a later butterfly then works
 /// on `q` sub-transforms at once, with the twiddles they share, and each lane goes through the
-/// same operations as on 4 lanes: the same bits. Position `c` of the 4-lane result is at
-/// `TwinPlan::folded8` (`folded16`) `[c]`. Needs `r` a multiple of `q`.
+/// same operations as on 4 lanes: the same bits. `TwinPlan::folded8` (`folded16`) say where
+/// the split steps find their values. Needs `r` a multiple of `q`.
 #[inline(always)]
 fn folded_fft<S4: Simd<4>, const L: usize, S: Simd<L>>(
     t: &Tables,
@@ -1867,8 +1867,9 @@ fn quarter_mut<const L: usize>(a: &mut [f32; L], i: usize) -> &mut [f32; 4] {
     (&mut a[4 * i..4 * i + 4]).try_into().expect("4 lanes")
 }
 
-/// The values at two positions of [`folded_fft`]'s result (`entry << 2 | quarter` each), in
-/// lanes 0..4 and 4..8.
+/// The values at two positions of [`folded_fft`]'s result (each given as the offset of its
+/// real parts among the buffer's floats; the imaginary parts are `L` further), in lanes 0..4
+/// and 4..8.
 #[inline(always)]
 fn load2_folded<S: Twin, const L: usize>(x: &[f32], a: u32, b: u32) -> Cv<8, S> {
     let (a, b) = (a as usize, b as usize);
@@ -1882,9 +1883,9 @@ fn load2_folded<S: Twin, const L: usize>(x: &[f32], a: u32, b: u32) -> Cv<8, S> 
 /// `x` as its floats, each entry's `re` then `im`.
 #[inline(always)]
 fn floats<const L: usize>(x: &[C<L>]) -> &[f32] {
-    assert!(size_of::<C<L>>() == 2 * L * size_of::<f32>(), "no padding");
-    // SAFETY: `C<L>` is `repr(C)`: two `[f32; L]` and, as checked, no padding, so the entries
-    // are `2 L` initialised `f32` each, contiguous.
+    const { assert!(size_of::<C<L>>() == 2 * L * size_of::<f32>(), "no padding") };
+    // SAFETY: `C<L>` is `repr(C)`: two `[f32; L]` and, as checked when this is compiled, no
+    // padding, so the entries are `2 L` initialised `f32` each, contiguous.
     unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len() * 2 * L) }
 }
 
