@@ -338,3 +338,75 @@ fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
         "chat is not loop-back"
     );
 }
+
+/// Live audio that ends while a live chat input stays open (a user who has not closed the
+/// chat). Live text is never waited for, so once the audio has ended nothing paces the turns:
+/// before the end of the audio ended the stream, the aligner wrote empty turns as fast as
+/// downstream took them until the chat ended (thousands of turns a second; in the embedding
+/// example this raced the chat's EOS and sometimes never let it in).
+#[test]
+fn live_audio_ending_ends_the_stream_while_live_chat_stays_open() {
+    init();
+    let description = pipeline_file(
+        "microturn-live.pipeline",
+        &[
+            (
+                "AUDIO_SRC",
+                "audiotestsrc is-live=true samplesperbuffer=160 num-buffers=250",
+            ),
+            ("SINK", "appsink name=out sync=false"),
+        ],
+    );
+    let description = format!(
+        "{description} appsrc name=chat is-live=true format=time min-latency=0 \
+         caps=text/x-raw,format=utf8 ! mux.text_0"
+    );
+    let pipeline = gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let chat = pipeline
+        .by_name("chat")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let started = std::time::Instant::now();
+    let mut turns = Vec::new();
+    // 2.5 s of audio is 13 turns (the last one part silence); stop counting well past that,
+    // or when no turn and no EOS come for 5 s.
+    while turns.len() < 200 {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) else {
+            break;
+        };
+        let buffer = sample.buffer_owned().unwrap();
+        let packet = Packet::parse(&buffer.map_readable().unwrap()).unwrap();
+        if turns.len() == 5 {
+            let now = pipeline.current_running_time().unwrap();
+            let mut line = gst::Buffer::from_slice(b"Still there?".to_vec());
+            line.get_mut().unwrap().set_pts(now);
+            chat.push_buffer(line).unwrap();
+        }
+        turns.push(packet);
+    }
+    let eos = sink.is_eos();
+    let elapsed = started.elapsed();
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(eos, "no EOS after {} turns", turns.len());
+    assert_eq!(turns.len(), 13, "2.5 s of audio in 200 ms turns");
+    for (index, packet) in turns.iter().enumerate() {
+        assert_eq!(packet.header.turn_index, index as u64);
+    }
+    let chat_turns: Vec<u64> = turns
+        .iter()
+        .filter(|p| p.text.iter().any(|t| t.text == "Still there?"))
+        .map(|p| p.header.turn_index)
+        .collect();
+    assert_eq!(chat_turns.len(), 1, "the chat line is in one turn");
+    assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+}

@@ -697,7 +697,10 @@ impl MicroturnMux {
             return Err(gst::FlowError::Flushing);
         };
         let mut all_ready = true;
-        let mut all_eos = true;
+        // Inputs that pace the turns (audio, video, text the base class queues) and the live
+        // text taken off its pads, which is never waited for: `(any, all ended)` of each.
+        let (mut paced, mut paced_eos) = (false, true);
+        let mut live_text_eos = true;
         for entry in pads {
             let pad = &entry.pad;
             let name = &*entry.name;
@@ -762,15 +765,27 @@ impl MicroturnMux {
                     let ready =
                         self.pull_timed(&mut state, agg_pad, name, kind, window_start, window_end)?
                             || diverted;
-                    (ready, agg_pad.is_eos() && !agg_pad.has_buffer())
+                    let eos = agg_pad.is_eos() && !agg_pad.has_buffer();
+                    if diverted && !loopback {
+                        live_text_eos &= eos;
+                        all_ready &= ready;
+                        continue;
+                    }
+                    (ready, eos)
                 }
                 None => (true, true),
             };
             if !loopback {
                 all_ready &= ready;
-                all_eos &= eos;
+                paced = true;
+                paced_eos &= eos;
             }
         }
+        // Once every input that paces the turns has ended, live text no longer holds back
+        // the end either: nothing would pace the turns any more, and the aligner would write
+        // them as fast as downstream takes them until the text ends. Without paced inputs
+        // (text only), all the text must end.
+        let all_eos = if paced { paced_eos } else { live_text_eos };
 
         let State { aligner, pool, .. } = &mut *state;
         let Some(aligner) = aligner.as_mut() else {

@@ -11,7 +11,8 @@
 //! (the same line is `pipelines/microturn-live.pipeline`, which a test runs).
 //!
 //! Pads: `audio` (always), `audio_%u`, `video`, `text_%u` (request). A text pad with
-//! `loopback=true` (a pad property) never holds back the end of stream.
+//! `loopback=true` (a pad property) never holds back the end of stream; in a live pipeline no
+//! text pad does once every audio and video input has ended.
 //!
 //! Latency: one turn duration plus the inherited `latency` property, on top of the upstream
 //! latency. See the crate README for every property and the packet layout.
