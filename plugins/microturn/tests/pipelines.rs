@@ -230,46 +230,14 @@ fn av_pipeline_file_gives_frames_at_the_size_downstream_asks_for() {
 /// to the `latency` property, and most of every turn was written as a hole.
 #[test]
 fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
-    init();
-    let description = pipeline_file(
-        "microturn-live.pipeline",
-        &[
-            (
-                "AUDIO_SRC",
-                "audiotestsrc is-live=true samplesperbuffer=160 num-buffers=500",
-            ),
-            ("SINK", "appsink name=out sync=false"),
-        ],
-    );
-    let description = format!(
-        "{description} appsrc name=results is-live=true format=time min-latency=0 \
-         caps=text/x-raw,format=utf8 ! mux.text_0 \
-         appsrc name=chat is-live=true format=time min-latency=0 \
-         caps=text/x-raw,format=utf8 ! mux.text_1"
-    );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+    let pipeline = live_pipeline_with_text(500, &["results", "chat"]);
     let mux = pipeline.by_name("mux").unwrap();
     mux.static_pad("text_0")
         .unwrap()
         .set_property("loopback", true);
-    let results = pipeline
-        .by_name("results")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let chat = pipeline
-        .by_name("chat")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let results = named::<gst_app::AppSrc>(&pipeline, "results");
+    let chat = named::<gst_app::AppSrc>(&pipeline, "chat");
+    let sink = named::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut packets = Vec::new();
     let mut sent = false;
@@ -346,35 +314,9 @@ fn an_idle_loopback_text_pad_does_not_hold_the_audio_back() {
 /// example this raced the chat's EOS and sometimes never let it in).
 #[test]
 fn live_audio_ending_ends_the_stream_while_live_chat_stays_open() {
-    init();
-    let description = pipeline_file(
-        "microturn-live.pipeline",
-        &[
-            (
-                "AUDIO_SRC",
-                "audiotestsrc is-live=true samplesperbuffer=160 num-buffers=250",
-            ),
-            ("SINK", "appsink name=out sync=false"),
-        ],
-    );
-    let description = format!(
-        "{description} appsrc name=chat is-live=true format=time min-latency=0 \
-         caps=text/x-raw,format=utf8 ! mux.text_0"
-    );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let chat = pipeline
-        .by_name("chat")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let pipeline = live_pipeline_with_text(250, &["chat"]);
+    let chat = named::<gst_app::AppSrc>(&pipeline, "chat");
+    let sink = named::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let started = std::time::Instant::now();
     let mut turns = Vec::new();
@@ -409,4 +351,33 @@ fn live_audio_ending_ends_the_stream_while_live_chat_stays_open() {
         .collect();
     assert_eq!(chat_turns.len(), 1, "the chat line is in one turn");
     assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
+}
+
+/// The live pipeline file with `buffers` buffers of 10 ms of live audio into `appsink name=out`,
+/// and a live text `appsrc` per name, the `i`-th linked to `mux.text_i`.
+fn live_pipeline_with_text(buffers: u32, texts: &[&str]) -> gst::Pipeline {
+    init();
+    let audio = format!("audiotestsrc is-live=true samplesperbuffer=160 num-buffers={buffers}");
+    let mut description = pipeline_file(
+        "microturn-live.pipeline",
+        &[
+            ("AUDIO_SRC", &audio),
+            ("SINK", "appsink name=out sync=false"),
+        ],
+    );
+    for (i, name) in texts.iter().enumerate() {
+        description.push_str(&format!(
+            " appsrc name={name} is-live=true format=time min-latency=0 \
+             caps=text/x-raw,format=utf8 ! mux.text_{i}"
+        ));
+    }
+    gst::parse::launch(&description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
+
+/// The element called `name` in `pipeline`, as a `T`.
+fn named<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> T {
+    pipeline.by_name(name).unwrap().downcast::<T>().unwrap()
 }
