@@ -38,11 +38,7 @@ fn run(description: &str) -> (Vec<(gst::Buffer, Packet)>, gst::Structure) {
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink = named::<gst_app::AppSink>(&pipeline, "out");
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut packets = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
