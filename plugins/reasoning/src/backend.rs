@@ -3,6 +3,8 @@
 //!
 //! - **local**: [`LocalModel::generate`] runs on a blocking thread of the runtime; dropping the
 //!   request's future (an abort) raises the cancel flag, so generation stops within one token.
+//!   The thread can outlive the future by that token: whatever must live until the backend
+//!   has really stopped (the request's slot, the caller's `running` guard) moves into it.
 //! - **openai**: a streaming `POST {base_url}/chat/completions`; dropping the future drops the
 //!   response and closes the connection, which is how the server learns that we gave up.
 //!
@@ -158,14 +160,19 @@ impl Drop for CancelOnDrop {
 /// is called first (the element posts its bus warning there), then the error result is
 /// emitted, so whoever sees the error result can already see the warning. Waits for a slot of
 /// `limit` first (the concurrency limit); the timeout counts from the call, so waiting for a
-/// slot counts too.
+/// slot counts too. `running` is dropped when the request has ended: after the final result
+/// was emitted, or, when this future is dropped, once the backend has stopped working on the
+/// request (for local generation, when its thread returns).
 pub async fn run(
     backend: Backend,
     request: Request,
     limit: Arc<Semaphore>,
+    running: impl Send + Sync + 'static,
     emit: impl Fn(ReasoningResult) + Send + Sync + 'static,
     on_failure: impl FnOnce(&Failure),
 ) -> Option<Failure> {
+    // One share here (dropped after the final result), one with the backend.
+    let running = Arc::new(running);
     let deadline = Instant::now() + request.timeout;
     let mut results = ResultBuilder::new(request.id);
     let outcome = tokio::time::timeout_at(deadline.into(), async {
@@ -175,7 +182,8 @@ pub async fn run(
             .map_err(|_| Failure::new(ErrorKind::Other, "the element is shutting down"))?;
         match backend {
             Backend::Local(model) => {
-                run_local(model, &request, deadline, permit, &mut results, &emit).await
+                let held = (permit, running.clone());
+                run_local(model, &request, deadline, held, &mut results, &emit).await
             }
             Backend::OpenAi(config) => {
                 let outcome = run_openai(&config, &request, &mut results, &emit).await;
@@ -194,7 +202,7 @@ pub async fn run(
             ),
         ))
     });
-    match outcome {
+    let failure = match outcome {
         Ok(()) => {
             emit(results.finish());
             None
@@ -204,14 +212,16 @@ pub async fn run(
             emit(results.fail(failure.kind, failure.spoken()));
             Some(failure)
         }
-    }
+    };
+    drop(running);
+    failure
 }
 
 async fn run_local(
     model: Arc<LocalModel>,
     request: &Request,
     deadline: Instant,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    held: impl Send + 'static,
     results: &mut ResultBuilder,
     emit: &(impl Fn(ReasoningResult) + Send + Sync),
 ) -> Result<(), Failure> {
@@ -228,8 +238,9 @@ async fn run_local(
         deadline: Some(deadline),
     };
     let generation = tokio::task::spawn_blocking(move || {
-        // The slot is held until the model really stops, even when the task was aborted.
-        let _permit = permit;
+        // The slot and the caller's guard are held until the model really stops, even when the
+        // task was aborted.
+        let _held = held;
         model.generate(&prompt, &params, &cancel, |piece| {
             let _ = pieces_tx.send(piece.to_owned());
         })

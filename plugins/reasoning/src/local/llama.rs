@@ -182,6 +182,7 @@ impl Decoder for LlamaDecoder<'_> {
         self.context
             .decode(&mut self.batch)
             .map_err(|err| LocalError::Inference(format!("llama.cpp decode: {err}")))?;
+        super::stop_generations_before_exit();
         self.position += input.len() as i32;
         let next = self
             .sampler

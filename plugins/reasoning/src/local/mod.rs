@@ -11,6 +11,18 @@
 //! about 8× faster (numbers in the plugin's README). Both share the token loop
 //! ([`run_tokens`]): [`LocalModel::generate`] is blocking and checks its cancel flag and
 //! deadline before every forward pass, so it stops within one token.
+//!
+//! A process must not exit while llama.cpp decodes: `exit` runs llama.cpp's C++ static
+//! destructors, and a decode running on another thread then reads freed tables and crashes
+//! (SIGSEGV in `ggml_cpu_extra_work_size`, reproduced by a program that exits mid-generation;
+//! the likely cause of one CI run's test binary crashing at exit after all its tests passed,
+//! a cancelled request's last token still decoding). So the element waits for its
+//! generations when it stops, and after llama.cpp's first decode an `atexit` handler is
+//! registered that stops every generation still running and waits up to [`EXIT_WAIT`] for them
+//! to end. `exit` runs handlers in the reverse order of registration, and the function-local
+//! statics a decode uses were made (and their destructors registered) by that first decode, so
+//! the handler runs before they are destroyed; registered earlier (when llama.cpp starts), it
+//! ran too late and the crash stayed.
 
 mod candle;
 mod llama;
@@ -18,6 +30,7 @@ pub mod tokenizer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use crate::chat::ChatMessage;
@@ -110,6 +123,71 @@ impl GenerateStats {
     }
 }
 
+/// How long the process's exit waits for running generations to stop (one forward pass each;
+/// a long prompt's first pass is the slowest).
+pub const EXIT_WAIT: Duration = Duration::from_secs(5);
+
+/// The generations running in this process, and whether the process is exiting.
+static RUNNING: Mutex<usize> = Mutex::new(0);
+static ENDED: Condvar = Condvar::new();
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+fn running() -> std::sync::MutexGuard<'static, usize> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How many generations run now in this process (both runtimes): for tests and diagnostics.
+pub fn running_generations() -> usize {
+    *running()
+}
+
+/// Counts one generation for as long as it lives.
+struct Running;
+
+impl Running {
+    fn enter() -> Self {
+        *running() += 1;
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut count = running();
+        *count = count.saturating_sub(1);
+        drop(count);
+        ENDED.notify_all();
+    }
+}
+
+unsafe extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Run by the C library's `exit`, before the static destructors registered earlier (llama.cpp's
+/// among them): raises the process-wide stop and waits for running generations to end.
+/// Cannot panic (it runs across the FFI boundary).
+extern "C" fn stop_generations_at_exit() {
+    EXITING.store(true, Ordering::Release);
+    let count = running();
+    let _ = ENDED.wait_timeout_while(count, EXIT_WAIT, |count| *count > 0);
+}
+
+/// Registers [`stop_generations_at_exit`] once, after llama.cpp's first decode (see the module
+/// documentation for why not sooner); a single atomic load after that.
+fn stop_generations_before_exit() {
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: `atexit` takes a plain C function pointer with no arguments, which
+        // `stop_generations_at_exit` is; it is called at most once, at exit.
+        unsafe {
+            atexit(stop_generations_at_exit);
+        }
+    });
+}
+
 /// A loaded model: the runtime's weights and the chat template.
 pub struct LocalModel {
     engine: Engine,
@@ -184,6 +262,7 @@ impl LocalModel {
         cancel: &AtomicBool,
         on_text: impl FnMut(&str),
     ) -> Result<GenerateStats, LocalError> {
+        let _running = Running::enter();
         match &self.engine {
             Engine::LlamaCpp(engine) => engine.generate(prompt, params, cancel, on_text),
             Engine::Candle(engine) => engine.generate(prompt, params, cancel, on_text),
@@ -284,7 +363,7 @@ fn run_tokens(
     };
     let mut input = prompt_ids;
     for _ in 0..params.max_tokens {
-        if cancel.load(Ordering::Acquire) {
+        if cancel.load(Ordering::Acquire) || EXITING.load(Ordering::Acquire) {
             stats.stop = StopReason::Cancelled;
             break;
         }

@@ -40,6 +40,9 @@ const DEFAULT_MAX_CONCURRENT: u32 = 1;
 const DEFAULT_TEMPERATURE: f64 = 0.0;
 const DEFAULT_SEED: u64 = 42;
 const DEFAULT_SUPERSEDE: bool = true;
+/// How long stopping waits for cancelled requests to end: a local generation stops after the
+/// forward pass it is in, which is one token, or the whole prompt when it is the first pass.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -146,17 +149,27 @@ impl Output {
     }
 }
 
-/// Decrements `in_flight` when a request task ends, however it ends (aborts included).
+/// Decrements `in_flight` when a request has ended, however it ends: when its task ends, or,
+/// when the task was aborted, once the backend has really stopped (a local generation's thread
+/// decodes its current token first).
 struct InFlight {
     output: Arc<Output>,
     request_id: u64,
+    /// Tells this request's entry in `active` from a newer request's with the same id.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let mut queue = self.output.lock();
         queue.in_flight = queue.in_flight.saturating_sub(1);
-        queue.active.remove(&self.request_id);
+        if queue
+            .active
+            .get(&self.request_id)
+            .is_some_and(|active| Arc::ptr_eq(&active.cancelled, &self.cancelled))
+        {
+            queue.active.remove(&self.request_id);
+        }
         drop(queue);
         self.output.changed.notify_all();
     }
@@ -258,8 +271,26 @@ impl ReasoningSidecar {
         Ok(model)
     }
 
+    /// Cancels every request and waits (up to [`STOP_WAIT`]) until their backends have
+    /// stopped, so that no generation runs on after the element has left PAUSED.
     fn stop(&self) {
         self.cancel_all("stopping");
+        let queue = self.output.lock();
+        let (queue, waited) = self
+            .output
+            .changed
+            .wait_timeout_while(queue, STOP_WAIT, |queue| queue.in_flight > 0)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if waited.timed_out() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{} cancelled requests still running after {} s",
+                queue.in_flight,
+                STOP_WAIT.as_secs()
+            );
+        }
+        drop(queue);
         lock(&self.state).prepared = None;
     }
 
@@ -426,8 +457,12 @@ impl ReasoningSidecar {
             drop(queue);
             emit_output.changed.notify_all();
         };
+        let in_flight = InFlight {
+            output,
+            request_id,
+            cancelled: cancelled.clone(),
+        };
         let task = runtime.spawn(async move {
-            let _in_flight = InFlight { output, request_id };
             let on_failure = |failure: &Failure| {
                 if let Some(element) = element.upgrade()
                     && !cancelled.load(Ordering::Acquire)
@@ -435,7 +470,7 @@ impl ReasoningSidecar {
                     warn_failure(&element, request_id, failure);
                 }
             };
-            backend::run(backend, request, limit, emit, on_failure).await;
+            backend::run(backend, request, limit, in_flight, emit, on_failure).await;
         });
         if let Some(active) = queue.active.get_mut(&request_id) {
             active.abort = Some(task.abort_handle());
