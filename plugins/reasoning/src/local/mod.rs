@@ -22,7 +22,9 @@
 //! to end. `exit` runs handlers in the reverse order of registration, and the function-local
 //! statics a decode uses were made (and their destructors registered) by that first decode, so
 //! the handler runs before they are destroyed; registered earlier (when llama.cpp starts), it
-//! ran too late and the crash stayed.
+//! ran too late and the crash stayed. Not covered: an exit during the process's very first
+//! forward pass (the handler is not registered yet), statics that llama.cpp first makes later
+//! than that, and a forward pass that outlasts [`EXIT_WAIT`].
 
 mod candle;
 mod llama;
@@ -143,18 +145,25 @@ pub fn running_generations() -> usize {
     *running()
 }
 
+thread_local! {
+    /// Whether this thread is inside [`LocalModel::generate`] (an `on_text` that exits).
+    static GENERATING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Counts one generation for as long as it lives.
 struct Running;
 
 impl Running {
     fn enter() -> Self {
         *running() += 1;
+        GENERATING.set(true);
         Running
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        GENERATING.set(false);
         let mut count = running();
         *count = count.saturating_sub(1);
         drop(count);
@@ -167,12 +176,14 @@ unsafe extern "C" {
 }
 
 /// Run by the C library's `exit`, before the static destructors registered earlier (llama.cpp's
-/// among them): raises the process-wide stop and waits for running generations to end.
-/// Cannot panic (it runs across the FFI boundary).
+/// among them): raises the process-wide stop and waits for running generations to end (the
+/// others, when a generation's own `on_text` called `exit`). Cannot panic (it runs across the
+/// FFI boundary).
 extern "C" fn stop_generations_at_exit() {
     EXITING.store(true, Ordering::Release);
+    let own = usize::from(GENERATING.try_with(|g| g.get()).unwrap_or(false));
     let count = running();
-    let _ = ENDED.wait_timeout_while(count, EXIT_WAIT, |count| *count > 0);
+    let _ = ENDED.wait_timeout_while(count, EXIT_WAIT, |count| *count > own);
 }
 
 /// Registers [`stop_generations_at_exit`] once, after llama.cpp's first decode (see the module
@@ -181,10 +192,9 @@ fn stop_generations_before_exit() {
     static REGISTERED: Once = Once::new();
     REGISTERED.call_once(|| {
         // SAFETY: `atexit` takes a plain C function pointer with no arguments, which
-        // `stop_generations_at_exit` is; it is called at most once, at exit.
-        unsafe {
-            atexit(stop_generations_at_exit);
-        }
+        // `stop_generations_at_exit` is; it is called at most once, at exit. It fails only
+        // when the C library is out of memory; the process then goes without the handler.
+        let _ = unsafe { atexit(stop_generations_at_exit) };
     });
 }
 

@@ -234,7 +234,14 @@ impl ReasoningSidecar {
         });
         state.segment = None;
         drop(state);
-        *self.output.lock() = Queue::default();
+        let mut queue = self.output.lock();
+        // Requests that outlived the last stop's wait still count: when they end, they take
+        // themselves off this count, and EOS must not pass before they have.
+        *queue = Queue {
+            in_flight: queue.in_flight,
+            ..Queue::default()
+        };
+        drop(queue);
         gst::info!(
             CAT,
             imp = self,
