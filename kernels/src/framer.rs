@@ -43,9 +43,16 @@ impl<'a> Region<'a> {
 
     /// Samples `start..start + dst.len()` into `dst`, zeros past the end.
     pub(crate) fn copy_to(&self, start: usize, dst: &mut [f32]) {
-        for (i, d) in dst.iter_mut().enumerate() {
-            *d = self.get(start + i);
-        }
+        let (head, tail) = (self.head.len(), self.tail.len());
+        // The part of `dst` from `head`, the part from `tail`, then zeros.
+        let from_head = head.saturating_sub(start).min(dst.len());
+        let (a, rest) = dst.split_at_mut(from_head);
+        a.copy_from_slice(&self.head[start.min(head)..start.min(head) + from_head]);
+        let t0 = (start + from_head).saturating_sub(head).min(tail);
+        let from_tail = (tail - t0).min(rest.len());
+        let (b, zeros) = rest.split_at_mut(from_tail);
+        b.copy_from_slice(&self.tail[t0..t0 + from_tail]);
+        zeros.fill(0.0);
     }
 }
 
