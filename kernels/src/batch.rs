@@ -694,7 +694,11 @@ fn twiddles<const L: usize, S: Simd<L>, const R: usize>(
 
 /// `x[at + j·m]`, `j < R`: the places a butterfly reads and writes, checked once.
 #[inline(always)]
-fn strided<const L: usize, const R: usize>(x: &mut [C<L>], at: usize, m: usize) -> Strided<'_, L> {
+fn strided<const L: usize, const R: usize>(
+    x: &mut [C<L>],
+    at: usize,
+    m: usize,
+) -> Strided<'_, L, R> {
     let last = m.checked_mul(R - 1).and_then(|o| o.checked_add(at));
     assert!(
         last.is_some_and(|last| last < x.len()),
@@ -704,17 +708,18 @@ fn strided<const L: usize, const R: usize>(x: &mut [C<L>], at: usize, m: usize) 
 }
 
 /// See [`strided`]: indices `j < R` are in range.
-struct Strided<'a, const L: usize> {
+struct Strided<'a, const L: usize, const R: usize> {
     x: &'a mut [C<L>],
     at: usize,
     m: usize,
 }
 
-impl<const L: usize> Strided<'_, L> {
+impl<const L: usize, const R: usize> Strided<'_, L, R> {
     #[inline(always)]
-    fn get<const R: usize>(&mut self, j: usize) -> &mut C<L> {
+    fn get(&mut self, j: usize) -> &mut C<L> {
         debug_assert!(j < R);
-        // SAFETY: `j < R`, and `strided` checked `at + (R − 1)·m < x.len()` without overflow.
+        // SAFETY: `j.min(R − 1)·m + at ≤ at + (R − 1)·m`, which `strided` (the only place a
+        // `Strided` is made) checked to be below `x.len()`, without overflow.
         unsafe { self.x.get_unchecked_mut(self.at + j.min(R - 1) * self.m) }
     }
 }
@@ -728,13 +733,13 @@ fn store_twiddled<const L: usize, S: Simd<L>, const R: usize>(
     (at, m): (usize, usize),
 ) {
     let mut x = strided::<L, R>(x, at, m);
-    a[0].store(x.get::<R>(0));
+    a[0].store(x.get(0));
     for k in 1..R {
         let v = match w {
             Some((wr, wi)) => a[k].twiddle(wr[k], wi[k]),
             None => a[k],
         };
-        v.store(x.get::<R>(k));
+        v.store(x.get(k));
     }
 }
 
@@ -780,7 +785,7 @@ fn butterfly<const L: usize, S: Simd<L>, const R: usize>(
     {
         let mut x = strided::<L, R>(x, at, m);
         for (j, a) in a.iter_mut().enumerate() {
-            *a = Cv::load(x.get::<R>(j));
+            *a = Cv::load(x.get(j));
         }
     }
     dft::<L, S, R>(&mut a);
