@@ -39,8 +39,8 @@ pub(crate) type Out = [f32; LANES];
 /// Which build of the batch code runs, and how many lanes it computes at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// Plain Rust, 8 lanes, or two batches of 8 in lockstep, or at most 4 frames paired
-    /// ([`twin`]) (CPUs without AVX2).
+    /// Plain Rust, 8 lanes, or two batches of 8 in lockstep, and at most 4 frames paired
+    /// ([`twin`]) alone or after 8 or 16 lanes (CPUs without AVX2).
     Plain8,
     /// Plain Rust, 16 lanes and 8 more in lockstep (only for the equality tests).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -810,21 +810,27 @@ fn first_pass<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>, const R
     assert!(src.len() == n && tw.is_none_or(|tw| tw.len() >= m * (R - 1)));
     assert!(
         x2.as_ref()
-            .is_none_or(|(x2, f2)| x2.len() == n && f2 + L2 <= LANES)
+            .is_none_or(|(x2, f2)| x2.len() == n && L2 <= LANES && *f2 <= LANES - L2)
     );
     // What `first_inputs` relies on.
-    assert!(f0 + L <= LANES && cols.len() >= src.end);
+    assert!(L <= LANES && f0 <= LANES - L && cols.len() >= src.end);
     for p in 0..m {
-        first_butterfly::<L, S, R>(src, cols, f0, x, p, tw);
-        if let Some((x2, f2)) = x2.as_mut() {
-            first_butterfly::<L2, S2, R>(src, cols, *f2, x2, p, tw);
+        // SAFETY: checked above: `f0 + L ≤ LANES`, `f2 + L2 ≤ LANES`, `cols.len() ≥ src.end`.
+        unsafe {
+            first_butterfly::<L, S, R>(src, cols, f0, x, p, tw);
+            if let Some((x2, f2)) = x2.as_mut() {
+                first_butterfly::<L2, S2, R>(src, cols, *f2, x2, p, tw);
+            }
         }
     }
 }
 
 /// Butterfly `p` of [`first_pass`] on one batch.
+///
+/// # Safety
+/// As [`first_inputs`]: `f0 + L ≤ LANES` and `cols.len() ≥ src.end`.
 #[inline(always)]
-fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
+unsafe fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
     src: &Sources,
     cols: &[f32],
     f0: usize,
@@ -833,7 +839,8 @@ fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
     tw: Option<&[(f32, f32)]>,
 ) {
     let m = x.len() / R;
-    let mut a = first_inputs::<L, S, R>(src, cols, f0, m, p);
+    // SAFETY: the function's contract.
+    let mut a = unsafe { first_inputs::<L, S, R>(src, cols, f0, m, p) };
     dft::<L, S, R>(&mut a);
     // No twiddles for a prime-factor split (see `BatchSpectrum::with_path`); butterfly 0's
     // are all 1.
@@ -847,11 +854,14 @@ fn first_butterfly<const L: usize, S: Simd<L>, const R: usize>(
 }
 
 /// The windowed inputs of butterfly `p` of [`first_pass`] (`m` butterflies), lanes
-/// `f0..f0 + L`. The callers have checked `f0 + L ≤ LANES` and `cols.len() ≥ src.end`; the
-/// loads are unchecked (on Zen 3, bounds checks in the first pass and the butterflies made a
-/// Whisper micro-turn 6.8 µs against 6.1–6.3, dMel's 13.5 against 12.5–12.7).
+/// `f0..f0 + L`. The loads are unchecked (on Zen 3, bounds checks in the first pass and the
+/// butterflies made a Whisper micro-turn 6.8 µs against 6.1–6.3, dMel's 13.5 against
+/// 12.5–12.7).
+///
+/// # Safety
+/// `f0 + L ≤ LANES` and `cols.len() ≥ src.end`.
 #[inline(always)]
-fn first_inputs<const L: usize, S: Simd<L>, const R: usize>(
+unsafe fn first_inputs<const L: usize, S: Simd<L>, const R: usize>(
     src: &Sources,
     cols: &[f32],
     f0: usize,
@@ -869,7 +879,7 @@ fn first_inputs<const L: usize, S: Simd<L>, const R: usize>(
         let (re, im) = (s.re as usize + f0, s.im as usize + f0);
         debug_assert!(re.max(im) + L <= cols.len());
         // SAFETY: `re`, `im` ≤ `src.end − LANES + f0` and `f0 + L ≤ LANES`, so
-        // `re + L`, `im + L` ≤ `src.end` ≤ `cols.len()` (checked by the callers).
+        // `re + L`, `im + L` ≤ `src.end` ≤ `cols.len()` (the function's contract).
         let (re, im): (&[f32; L], &[f32; L]) = unsafe {
             (
                 &*cols.as_ptr().add(re).cast::<[f32; L]>(),
@@ -977,7 +987,7 @@ struct Tables {
     mel_weights: Vec<f32>,
     /// The bin pairs `(k, M − k)` with a bin that a mel filter reads: only these are computed.
     split_pairs: Vec<SplitPair>,
-    /// The paired schedule of a call of at most 4 frames.
+    /// The paired schedule of at most 4 frames ([`twin`]): a call's, or the rest of one.
     twin: TwinPlan,
 }
 
@@ -1047,7 +1057,8 @@ pub(crate) struct BatchSpectrum {
     b8x: Buffers<8>,
     b16: Buffers<16>,
     /// The region of the current call, transposed: column `c` (`stride` values) holds sample
-    /// `c` of every row of `hop` samples.
+    /// `c` of every row of `hop` samples. Then [`SPARE_ROWS`] rows of `hop` for
+    /// [`transpose_region`], the last of them zeros.
     cols: Columns,
     /// `log10(max(mel, 1e-10))`, `[n_mels]` vectors, lane = frame of the call.
     pub(crate) out: Vec<Out>,
@@ -2000,9 +2011,10 @@ fn folded_first<S4: Simd<4>, const L: usize, const R: usize>(
     let (m, q) = (src.len() / R, L / 4);
     debug_assert!(R.is_multiple_of(q) && x.len() >= src.len() / q);
     // What `first_inputs` relies on.
-    assert!(f0 + 4 <= LANES && cols.len() >= src.end);
+    assert!(f0 <= LANES - 4 && cols.len() >= src.end);
     for p in 0..m {
-        let mut a = first_inputs::<4, S4, R>(src, cols, f0, m, p);
+        // SAFETY: checked above: `f0 + 4 ≤ LANES`, `cols.len() ≥ src.end`.
+        let mut a = unsafe { first_inputs::<4, S4, R>(src, cols, f0, m, p) };
         dft::<4, S4, R>(&mut a);
         let w = match tw {
             Some(tw) if p > 0 => Some(twiddles::<4, S4, R>(tw, p)),
@@ -2156,16 +2168,23 @@ mod tests {
             let full = batch.out.clone();
             for &path in &paths {
                 batch.set_path(path);
-                for count in [24, 21, 20, 17, 16, 11, 9, 8, 5, 4, 3, 1] {
-                    batch.run(Region::one(&sig[hop * 2..]), count);
-                    for (m, (got, all)) in batch.out.iter().zip(&full).enumerate() {
-                        for f in 0..count {
-                            assert_eq!(
-                                got[f].to_bits(),
-                                all[f].to_bits(),
-                                "{path:?} (vs {fast:?}) count {count} frame {f} mel {m}: \
-                                 paths, batch sizes or lanes differ"
-                            );
+                for count in [24, 21, 20, 19, 18, 17, 16, 12, 11, 10, 9, 8, 5, 4, 3, 1] {
+                    // Also as a stream hands it over: two slices, cut inside a row, ending
+                    // where the last frame ends (the last row reaches past the end).
+                    let exact = &sig[hop * 2..hop * 2 + (count - 1) * hop + win];
+                    let cut = (hop * 3 + 37).min(exact.len());
+                    let (head, tail) = exact.split_at(cut);
+                    for region in [Region::one(&sig[hop * 2..]), Region::two(head, tail)] {
+                        batch.run(region, count);
+                        for (m, (got, all)) in batch.out.iter().zip(&full).enumerate() {
+                            for f in 0..count {
+                                assert_eq!(
+                                    got[f].to_bits(),
+                                    all[f].to_bits(),
+                                    "{path:?} (vs {fast:?}) count {count} frame {f} mel {m}: \
+                                     paths, batch sizes, lanes or regions differ"
+                                );
+                            }
                         }
                     }
                 }

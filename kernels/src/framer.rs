@@ -19,6 +19,12 @@ impl<'a> Region<'a> {
         }
     }
 
+    /// Two slices, one after the other.
+    #[cfg(test)]
+    pub(crate) fn two(head: &'a [f32], tail: &'a [f32]) -> Self {
+        Region { head, tail }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.head.len() + self.tail.len()
     }
