@@ -109,7 +109,15 @@ fn a_question_played_live_is_answered_and_scored() {
     );
     let captions = std::fs::read_to_string(out.join("question.default.captions.srt")).unwrap();
     assert!(captions.contains("user: "), "{captions}");
-    assert!(captions.to_lowercase().contains("france"), "{captions}");
+    // The question's words, not its proper noun: on a Zen 3 VM (AVX2, no AVX-512) Whisper
+    // tiny.en heard espeak-ng's "France" as "friends" ("What is the capital of friends?"),
+    // every run, where the Zen 4 VMs heard "France".
+    assert!(
+        captions
+            .to_lowercase()
+            .contains("user: what is the capital of"),
+        "{captions}"
+    );
 
     // The same user side as "your own recording": a WAV and its segments JSON.
     let own = dir.join("own");
