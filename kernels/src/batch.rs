@@ -1042,7 +1042,8 @@ struct Tables {
     /// Where the first pass leaves its sub-transforms (also in `split_pairs`; not in `order`,
     /// nor in [`folded_fft`], which has its own layout).
     layout: Layout,
-    /// `order[f]`: where the FFT leaves frequency `f` (in the split steps' positions).
+    /// `order[f]`: where the FFT leaves frequency `f`, as a position without the gaps
+    /// (`layout.at(order[f])` is its place in the buffer).
     #[cfg_attr(not(test), allow(dead_code))]
     order: Vec<usize>,
     kind: SpectrumKind,
