@@ -852,7 +852,8 @@ fn butterfly<const L: usize, S: Simd<L>, const R: usize>(
     store_twiddled(&a, w, x, (at, m));
 }
 
-/// The first pass, as [`pass`] over the whole transform (on `x` and, in lockstep, `x2`),
+/// The first pass, as [`pass`] over the whole transform (on `x` and, in lockstep, `x2`) but
+/// with its sub-transforms `stride` apart ([`Layout`]),
 /// reading its inputs from the transposed region (`cols`, see [`transpose_region`]) and
 /// windowing them: complex input `c` of lane `f` is `cols[re + f] · w_re + i · cols[im + f] ·
 /// w_im` with `src[c]`'s offsets and taps, where `f0` (`f2`) is added to the offsets for a
@@ -1066,7 +1067,8 @@ struct MelFilter {
 }
 
 /// One step of [`split`]: bins `k` and `M − k` from `Z[k]` at `x[a]` and `Z[M − k]` at `x[b]`
-/// (`k ≤ M/2`, positions through the FFT's output order), with `e^{−2πik/N}`.
+/// (`k ≤ M/2`, places in the buffer: the FFT's output order through [`Layout::at`]), with
+/// `e^{−2πik/N}`.
 #[derive(Debug, Clone, Copy)]
 struct SplitPair {
     k: u32,
@@ -1690,7 +1692,7 @@ const SPARE_ROWS: usize = 9;
 
 /// The windowed frames `f0..f0 + L` (and `f2..f2 + L2` into `x2`), packed as
 /// `x[2m] + i·x[2m+1]`, through the in-place FFT (the first pass reads the transposed region);
-/// the result in `x` (and `x2`), in the order of `t.order`.
+/// the result in `x` (and `x2`): frequency `f` at `t.layout.at(t.order[f])`.
 #[inline(always)]
 fn fft<const L: usize, S: Simd<L>, const L2: usize, S2: Simd<L2>>(
     t: &Tables,
