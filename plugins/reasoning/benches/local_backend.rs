@@ -4,7 +4,9 @@
 //! same tokens). Ends with the ratio of the two runtimes.
 //!
 //! `cargo bench -p gst-plugin-reasoning --bench local_backend` (set `BENCH_RUNS` to change the
-//! number of runs, 5 by default; `RAYON_NUM_THREADS` limits candle's threads).
+//! number of runs, 5 by default; `BENCH_THREADS` sets llama.cpp's threads, raw and in the
+//! element, 0 (the element's default, half the cores) by default; `RAYON_NUM_THREADS` limits
+//! candle's threads).
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -51,13 +53,14 @@ struct Timing {
     tokens: usize,
 }
 
-fn raw_run(model: &LocalModel, messages: &[ChatMessage]) -> Timing {
+fn raw_run(model: &LocalModel, messages: &[ChatMessage], threads: u32) -> Timing {
     let prompt = model.render_prompt(messages).expect("renders");
     let params = GenerateParams {
         max_tokens: MAX_TOKENS,
         temperature: 0.0,
         seed: 42,
         deadline: None,
+        threads,
     };
     let stats = model
         .generate(&prompt, &params, &AtomicBool::new(false), |_| {})
@@ -102,7 +105,7 @@ struct Summary {
     rate: f64,
 }
 
-fn measure(runtime: LocalRuntime, runs: usize) -> Summary {
+fn measure(runtime: LocalRuntime, runs: usize, threads: u32) -> Summary {
     let path = interaction_runtime::model_file(local::DEFAULT_MODEL).expect("run scripts/setup.sh");
     let loading = Instant::now();
     let model = LocalModel::load(&path, runtime).expect("loads");
@@ -122,6 +125,7 @@ fn measure(runtime: LocalRuntime, runs: usize) -> Summary {
         .build();
     let sidecar = gst::ElementFactory::make("reasoningsidecar")
         .property("max-tokens", MAX_TOKENS)
+        .property("threads", threads)
         .property("system-prompt", SYSTEM_PROMPT)
         .property("model-path", path.to_str().expect("utf-8 path"))
         .property_from_str(
@@ -145,7 +149,7 @@ fn measure(runtime: LocalRuntime, runs: usize) -> Summary {
 
     // Warm-up, then raw and element runs alternated, so that both see the same machine load
     // (the machine is shared); the overhead is the median of the per-pair ratios.
-    raw_run(&model, &messages);
+    raw_run(&model, &messages, threads);
     element_run(&pipeline, &appsrc, &appsink, 1);
     let mut raw_first = Vec::new();
     let mut raw_total = Vec::new();
@@ -156,7 +160,7 @@ fn measure(runtime: LocalRuntime, runs: usize) -> Summary {
     let mut total_ratio = Vec::new();
     let mut tokens = 0;
     for run in 0..runs {
-        let timing = raw_run(&model, &messages);
+        let timing = raw_run(&model, &messages, threads);
         tokens = timing.tokens;
         let (first, total) = element_run(&pipeline, &appsrc, &appsink, run as u64 + 2);
         raw_first.push(timing.first.as_secs_f64() * 1e3);
@@ -176,8 +180,12 @@ fn measure(runtime: LocalRuntime, runs: usize) -> Summary {
     let element_total = median(&mut element_total);
     println!(
         "prompt {prompt_tokens} tokens, {tokens} generated tokens, median of {runs} runs, \
-         {} CPU threads",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+         {} CPU threads, llama.cpp threads {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        match threads {
+            0 => local::auto_threads(),
+            threads => threads,
+        }
     );
     println!(
         "raw runtime : first token {raw_first:7.1} ms, total {raw_total:7.1} ms, {raw_rate:6.1} tokens/s"
@@ -199,10 +207,14 @@ fn main() {
         .ok()
         .and_then(|runs| runs.parse().ok())
         .unwrap_or(5);
+    let threads: u32 = std::env::var("BENCH_THREADS")
+        .ok()
+        .and_then(|threads| threads.parse().ok())
+        .unwrap_or(0);
     gst::init().expect("GStreamer");
     gstreasoning::plugin_register_static().expect("registers");
-    let llama = measure(LocalRuntime::LlamaCpp, runs);
-    let candle = measure(LocalRuntime::Candle, runs);
+    let llama = measure(LocalRuntime::LlamaCpp, runs, threads);
+    let candle = measure(LocalRuntime::Candle, runs, threads);
     println!(
         "llama.cpp against candle (raw medians): first token {:.3}x the time, {:.2}x the tokens/s",
         llama.first_ms / candle.first_ms,

@@ -58,6 +58,8 @@ pub struct Request {
     pub temperature: f64,
     pub seed: u64,
     pub timeout: Duration,
+    /// CPU threads of the local llama.cpp runtime (0: [`crate::local::auto_threads`]).
+    pub threads: u32,
 }
 
 /// Builds the results of one request: sequence numbers and the cumulative text.
@@ -236,6 +238,7 @@ async fn run_local(
         temperature: request.temperature,
         seed: request.seed,
         deadline: Some(deadline),
+        threads: request.threads,
     };
     let generation = tokio::task::spawn_blocking(move || {
         // The slot and the caller's guard are held until the model really stops, even when the

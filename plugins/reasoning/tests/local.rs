@@ -273,6 +273,7 @@ fn properties_round_trip_and_the_key_is_not_a_property() {
         .property("system-prompt-file", "/tmp/prompt.txt")
         .property("model-path", "/tmp/model.gguf")
         .property("max-tokens", 64u32)
+        .property("threads", 3u32)
         .property("timeout", 1500u32)
         .property("max-concurrent", 3u32)
         .property("temperature", 0.5f64)
@@ -306,6 +307,7 @@ fn properties_round_trip_and_the_key_is_not_a_property() {
         Some("/tmp/model.gguf")
     );
     assert_eq!(sidecar.property::<u32>("max-tokens"), 64);
+    assert_eq!(sidecar.property::<u32>("threads"), 3);
     assert_eq!(sidecar.property::<u32>("timeout"), 1500);
     assert_eq!(sidecar.property::<u32>("max-concurrent"), 3);
     assert_eq!(sidecar.property::<f64>("temperature"), 0.5);

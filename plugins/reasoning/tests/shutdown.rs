@@ -83,6 +83,7 @@ fn generate_then_return(delay_ms: u64) {
             temperature: 0.0,
             seed: 0,
             deadline: None,
+            threads: 0,
         };
         let never = AtomicBool::new(false);
         let _ = model.generate(&prompt, &params, &never, |_| {

@@ -331,6 +331,7 @@ impl Server {
                 .unwrap_or(0.0),
             seed: body.get("seed").and_then(|v| v.as_u64()).unwrap_or(0),
             deadline: None,
+            threads: 0,
         };
         say(&format!(
             "request {number}: {} messages, max_tokens {}, stream {stream_answer}",

@@ -45,7 +45,6 @@ static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
 
 pub(super) struct LlamaEngine {
     model: LlamaModel,
-    threads: i32,
 }
 
 impl LlamaEngine {
@@ -82,11 +81,7 @@ impl LlamaEngine {
                      architecture or tensor type this llama.cpp does not know, or a corrupt file"
                 ))
             })?;
-        let threads = std::thread::available_parallelism()
-            .map(|cores| cores.get())
-            .unwrap_or(2)
-            .min(8) as i32;
-        Ok((Self { model, threads }, template))
+        Ok((Self { model }, template))
     }
 
     pub(super) fn tokenize(&self, text: &str) -> Vec<u32> {
@@ -117,11 +112,15 @@ impl LlamaEngine {
             return Err(LocalError::Inference("the prompt is empty".into()));
         }
         let context_tokens = (prompt_ids.len() + max_tokens).min(trained);
+        let threads = match params.threads {
+            0 => super::auto_threads(),
+            threads => threads,
+        } as i32;
         let context_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(context_tokens as u32))
             .with_n_batch(prompt_ids.len() as u32)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
         let context = {
             let _one_at_a_time = CONTEXT_CREATION
                 .lock()

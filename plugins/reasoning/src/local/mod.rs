@@ -89,6 +89,31 @@ pub struct GenerateParams {
     pub seed: u64,
     /// Generation stops (with [`StopReason::Timeout`]) when this instant has passed.
     pub deadline: Option<Instant>,
+    /// CPU threads of the llama.cpp runtime; 0 picks [`auto_threads`]. candle ignores it (its
+    /// matrix products use as many threads as `RAYON_NUM_THREADS` or the machine has).
+    pub threads: u32,
+}
+
+/// The thread count that `threads: 0` picks: half the cores this process may use, at least 1
+/// and at most 8.
+///
+/// The reasoning model runs beside the interaction model and the pipeline's own threads.
+/// llama.cpp's workers wait for each other at a spinning barrier after every graph node (a few
+/// hundred per token, without yielding), so as soon as another thread wants one of their cores
+/// a descheduled worker holds the others for a scheduler slice at every barrier. On the 2-core
+/// project machine with two busy threads beside it, stopping a request mid-answer (the rest of
+/// one token) took up to 2.6 s with 2 workers and under 50 ms with 1. Half the cores leaves
+/// the rest to everything else.
+pub fn auto_threads() -> u32 {
+    threads_for_cores(
+        std::thread::available_parallelism()
+            .map(|cores| cores.get())
+            .unwrap_or(1),
+    )
+}
+
+fn threads_for_cores(cores: usize) -> u32 {
+    (cores / 2).clamp(1, 8) as u32
 }
 
 /// Why generation ended.
@@ -488,6 +513,15 @@ mod tests {
     }
 
     #[test]
+    fn auto_threads_take_half_the_cores() {
+        let picked: Vec<u32> = [1, 2, 3, 4, 16, 17, 64]
+            .into_iter()
+            .map(threads_for_cores)
+            .collect();
+        assert_eq!(picked, [1, 1, 1, 2, 8, 8, 8]);
+    }
+
+    #[test]
     fn cancel_flag_stops_before_the_first_token() {
         for runtime in RUNTIMES {
             cancel_before_first_token(&model(runtime));
@@ -501,6 +535,7 @@ mod tests {
             temperature: 0.0,
             seed: 1,
             deadline: None,
+            threads: 0,
         };
         let mut pieces = 0;
         let stats = model
@@ -530,6 +565,7 @@ mod tests {
             temperature: 0.0,
             seed: 1,
             deadline: None,
+            threads: 0,
         };
         let mut pieces = 0;
         let stats = model

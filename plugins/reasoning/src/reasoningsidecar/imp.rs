@@ -40,6 +40,7 @@ const DEFAULT_MAX_CONCURRENT: u32 = 1;
 const DEFAULT_TEMPERATURE: f64 = 0.0;
 const DEFAULT_SEED: u64 = 42;
 const DEFAULT_SUPERSEDE: bool = true;
+const DEFAULT_THREADS: u32 = 0;
 /// How long stopping waits for cancelled requests to end: a local generation stops after the
 /// forward pass it is in, which is one token, or the whole prompt when it is the first pass.
 const STOP_WAIT: Duration = Duration::from_secs(10);
@@ -55,6 +56,7 @@ struct Settings {
     system_prompt: String,
     system_prompt_file: Option<String>,
     max_tokens: u32,
+    threads: u32,
     timeout_ms: u32,
     max_concurrent: u32,
     temperature: f64,
@@ -74,6 +76,7 @@ impl Default for Settings {
             system_prompt: DEFAULT_SYSTEM_PROMPT.into(),
             system_prompt_file: None,
             max_tokens: DEFAULT_MAX_TOKENS,
+            threads: DEFAULT_THREADS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             temperature: DEFAULT_TEMPERATURE,
@@ -391,6 +394,7 @@ impl ReasoningSidecar {
             temperature: settings.temperature,
             seed: settings.seed,
             timeout: Duration::from_millis(u64::from(settings.timeout_ms)),
+            threads: settings.threads,
         };
         let request_id = request.id;
 
@@ -955,6 +959,16 @@ impl ObjectImpl for ReasoningSidecar {
                     .default_value(DEFAULT_MAX_TOKENS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb(
+                        "CPU threads of the local llama.cpp runtime; 0: half the cores (at least \
+                         1, at most 8), leaving the rest to the interaction model and the pipeline",
+                    )
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("timeout")
                     .nick("Timeout")
                     .blurb(
@@ -1018,6 +1032,7 @@ impl ObjectImpl for ReasoningSidecar {
             "system-prompt" => settings.system_prompt = string().unwrap_or_default(),
             "system-prompt-file" => settings.system_prompt_file = string(),
             "max-tokens" => settings.max_tokens = value.get().unwrap_or(DEFAULT_MAX_TOKENS),
+            "threads" => settings.threads = value.get().unwrap_or(DEFAULT_THREADS),
             "timeout" => settings.timeout_ms = value.get().unwrap_or(DEFAULT_TIMEOUT_MS),
             "max-concurrent" => {
                 settings.max_concurrent = value.get().unwrap_or(DEFAULT_MAX_CONCURRENT)
@@ -1041,6 +1056,7 @@ impl ObjectImpl for ReasoningSidecar {
             "system-prompt" => settings.system_prompt.to_value(),
             "system-prompt-file" => settings.system_prompt_file.to_value(),
             "max-tokens" => settings.max_tokens.to_value(),
+            "threads" => settings.threads.to_value(),
             "timeout" => settings.timeout_ms.to_value(),
             "max-concurrent" => settings.max_concurrent.to_value(),
             "temperature" => settings.temperature.to_value(),

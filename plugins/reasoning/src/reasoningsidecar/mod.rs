@@ -22,7 +22,10 @@
 //!   aborted (the connection closes), local generation stops within one token, and results of
 //!   a cancelled request that were not pushed yet are dropped. A cancelled request gets no final
 //!   result.
-//! - `max-tokens`, `timeout` (per request, from its arrival) and `max-concurrent` bound the work.
+//! - `max-tokens`, `timeout` (per request, from its arrival) and `max-concurrent` bound the work;
+//!   `threads` (0: half the cores) sets llama.cpp's CPU threads, leaving the other cores to the
+//!   interaction model (llama.cpp's workers spin at barriers, and on oversubscribed cores a token
+//!   can take seconds instead of milliseconds).
 //! - Faults (server down, slow, 5xx, garbage, malformed SSE, disconnect mid-stream, a context
 //!   package that cannot be read) never error the pipeline: a final result flagged as an error
 //!   goes out, with a sentence the interaction model can say, and a warning goes on the bus.
