@@ -180,11 +180,12 @@ fn measure(runtime: LocalRuntime, runs: usize, threads: u32) -> Summary {
     let element_total = median(&mut element_total);
     println!(
         "prompt {prompt_tokens} tokens, {tokens} generated tokens, median of {runs} runs, \
-         {} CPU threads, llama.cpp threads {}",
+         {} CPU threads{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        match threads {
-            0 => local::auto_threads(),
-            threads => threads,
+        match (runtime, threads) {
+            (LocalRuntime::Candle, _) => String::new(),
+            (LocalRuntime::LlamaCpp, 0) => format!(", llama.cpp threads {}", local::auto_threads()),
+            (LocalRuntime::LlamaCpp, threads) => format!(", llama.cpp threads {threads}"),
         }
     );
     println!(

@@ -101,9 +101,10 @@ pub struct GenerateParams {
 /// llama.cpp's workers wait for each other at a spinning barrier after every graph node (a few
 /// hundred per token, without yielding), so as soon as another thread wants one of their cores
 /// a descheduled worker holds the others for a scheduler slice at every barrier. On the 2-core
-/// project machine with two busy threads beside it, stopping a request mid-answer (the rest of
-/// one token) took up to 2.6 s with 2 workers and under 50 ms with 1. Half the cores leaves
-/// the rest to everything else.
+/// project machine, with the `feedback_loop` tests running in parallel beside two busy shell
+/// loops, stopping a request mid-answer (the rest of one token) took up to 2.6 s with 2 workers
+/// and under 60 ms with 1. Half the cores leaves the rest to everything else. It counts per
+/// request: `max-concurrent` requests running at once use that many workers each.
 pub fn auto_threads() -> u32 {
     threads_for_cores(
         std::thread::available_parallelism()
