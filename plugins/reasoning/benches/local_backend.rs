@@ -182,10 +182,11 @@ fn measure(runtime: LocalRuntime, runs: usize, threads: u32) -> Summary {
         "prompt {prompt_tokens} tokens, {tokens} generated tokens, median of {runs} runs, \
          {} CPU threads{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        match (runtime, threads) {
-            (LocalRuntime::Candle, _) => String::new(),
-            (LocalRuntime::LlamaCpp, 0) => format!(", llama.cpp threads {}", local::auto_threads()),
-            (LocalRuntime::LlamaCpp, threads) => format!(", llama.cpp threads {threads}"),
+        match runtime {
+            LocalRuntime::Candle => String::new(),
+            LocalRuntime::LlamaCpp => {
+                format!(", llama.cpp threads {}", local::resolve_threads(threads))
+            }
         }
     );
     println!(

@@ -112,10 +112,7 @@ impl LlamaEngine {
             return Err(LocalError::Inference("the prompt is empty".into()));
         }
         let context_tokens = (prompt_ids.len() + max_tokens).min(trained);
-        let threads = match params.threads {
-            0 => super::auto_threads(),
-            threads => threads,
-        } as i32;
+        let threads = super::resolve_threads(params.threads) as i32;
         let context_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(context_tokens as u32))
             .with_n_batch(prompt_ids.len() as u32)

@@ -113,6 +113,14 @@ pub fn auto_threads() -> u32 {
     )
 }
 
+/// The thread count a `threads` setting stands for: itself, or [`auto_threads`] for 0.
+pub fn resolve_threads(threads: u32) -> u32 {
+    match threads {
+        0 => auto_threads(),
+        threads => threads,
+    }
+}
+
 fn threads_for_cores(cores: usize) -> u32 {
     (cores / 2).clamp(1, 8) as u32
 }
