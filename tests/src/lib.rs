@@ -67,7 +67,10 @@ pub fn spoken_wav(
     let wav = dir.join(format!("{name}.wav"));
     run_command(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text))?;
     run_command(
+        // `-D`: no dither (sox's default adds random noise in the last bit, and Smart Turn's
+        // verdict on a sentence can move with it: the same file on every run).
         Command::new("sox")
+            .arg("-D")
             .arg(&raw)
             .args(["-r", "16000", "-c", "1", "-b", "16"])
             .arg(&wav)

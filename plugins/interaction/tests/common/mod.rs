@@ -58,6 +58,11 @@ fn unique(path: &Path) -> std::path::PathBuf {
 
 /// `text` spoken by espeak-ng, as 16 kHz mono f32 with espeak's leading and trailing
 /// silence trimmed (so the script's silences are the only ones).
+///
+/// Every `sox` conversion here runs with `-D` (no dither): sox's default dither adds random
+/// noise in the last bit on each conversion, and Smart Turn's verdict on one sentence moved
+/// with it (0.72 against 0.44 for the question of `cascade.rs`'s barge-in test, 400 ms after
+/// it ends), so the same test passed or failed by the draw of a fresh checkout.
 pub fn espeak(text: &str) -> Vec<f32> {
     let dir = scratch_dir("speech");
     let name: String = text
@@ -72,6 +77,7 @@ pub fn espeak(text: &str) -> Vec<f32> {
         let converted = unique(&wav);
         run_command(
             Command::new("sox")
+                .arg("-D")
                 .arg(&raw)
                 .args(["-r", "16000", "-c", "1", "-b", "16"])
                 .arg(&converted),
@@ -124,6 +130,7 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
         let converted = unique(&wav);
         run_command(
             Command::new("sox")
+                .arg("-D")
                 .arg(&raw)
                 .args(["-r", "16000", "-c", "1", "-b", "16"])
                 .arg(&converted),
@@ -141,6 +148,7 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
 /// The samples of a WAV as 16 kHz mono f32.
 pub fn read_16k(wav: &Path) -> Vec<f32> {
     let output = Command::new("sox")
+        .arg("-D")
         .arg(wav)
         .args([
             "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",
