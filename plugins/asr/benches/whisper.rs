@@ -31,6 +31,7 @@ fn espeak_16k(text: &str, dir: &Path, name: &str) -> Vec<f32> {
         .status();
     assert!(matches!(status, Ok(s) if s.success()), "espeak-ng failed");
     let output = Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(&raw)
         .args([
             "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",

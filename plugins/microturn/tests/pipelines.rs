@@ -136,6 +136,7 @@ fn speech_wav(dir: &Path) -> PathBuf {
         .expect("espeak-ng is installed (scripts/setup.sh)");
     assert!(status.success());
     let status = std::process::Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(&raw)
         .args(["-r", "16000", "-c", "1", "-b", "16"])
         .arg(&wav)

@@ -41,6 +41,7 @@ fn speech(text: &str) -> Vec<f32> {
         .success();
     assert!(ok, "espeak-ng failed");
     let ok = Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(&wav)
         .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
         .arg(&raw)

@@ -28,6 +28,7 @@ fn speech_between_silences(text: &str, seconds: f32) -> Vec<f32> {
     assert!(status.success());
     let pad = format!("{seconds}");
     let status = Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(&wav)
         .args([
             "-r",

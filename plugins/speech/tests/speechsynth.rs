@@ -128,6 +128,7 @@ fn transcribe(samples: &[f32]) -> String {
     let raw = dir.join("speech16k.raw");
     write_wav(&wav, samples, RATE);
     let status = std::process::Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(&wav)
         .args([
             "-r",

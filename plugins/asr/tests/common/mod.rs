@@ -48,6 +48,7 @@ pub fn piper_wavs(items: &[(&str, PathBuf)]) {
 /// Converts any WAV to 16 kHz mono 16-bit, so that Rust and Python read the same samples.
 fn to_16k(source: &Path, wav: &Path) {
     run(Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(source)
         .args(["-r", "16000", "-c", "1", "-b", "16"])
         .arg(wav));
@@ -63,6 +64,7 @@ fn python() -> PathBuf {
 /// sample / 32768, the same values numpy reads).
 pub fn read_16k(wav: &Path) -> Vec<f32> {
     let output = Command::new("sox")
+        .arg("-D") // no dither: the same samples on every run
         .arg(wav)
         .args([
             "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",
