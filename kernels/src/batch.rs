@@ -1113,14 +1113,53 @@ impl Columns {
 /// The working vectors of an `L`-lane batch (empty until a path of that width is chosen).
 struct Buffers<const L: usize> {
     x: Vec<C<L>>,
-    spec: Vec<[f32; L]>,
+    spec: Spec<L>,
+}
+
+/// 16 values on a 64-byte boundary.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; 16]);
+
+/// `len` vectors of `L` values from a 64-byte boundary on, so that a vector of 16 (8) values
+/// never straddles two cache lines (a `Vec<[f32; L]>` starts wherever the allocator puts it,
+/// 16-byte aligned in practice: three of four 64-byte loads and stores were split). Alone, on
+/// the Intel VM, within the noise (Whisper micro-turn 3.88 → 3.82 µs).
+struct Spec<const L: usize> {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl<const L: usize> Spec<L> {
+    fn new(len: usize) -> Self {
+        Spec {
+            lines: vec![Line([0.0; 16]); (len * L).div_ceil(16)],
+            len,
+        }
+    }
+}
+
+impl<const L: usize> std::ops::Deref for Spec<L> {
+    type Target = [[f32; L]];
+    fn deref(&self) -> &[[f32; L]] {
+        // SAFETY: `lines` holds at least `len · L` initialised `f32`, contiguous (`Line` is
+        // `repr(C)` of 16 of them, size 64), aligned for `[f32; L]`.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.len) }
+    }
+}
+
+impl<const L: usize> std::ops::DerefMut for Spec<L> {
+    fn deref_mut(&mut self) -> &mut [[f32; L]] {
+        // SAFETY: as in `deref`, borrowed uniquely.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.len) }
+    }
 }
 
 impl<const L: usize> Buffers<L> {
     fn empty() -> Self {
         Buffers {
             x: Vec::new(),
-            spec: Vec::new(),
+            spec: Spec::new(0),
         }
     }
 
@@ -1128,7 +1167,7 @@ impl<const L: usize> Buffers<L> {
     fn allocate(&mut self, half: usize, entries: usize) {
         if self.x.is_empty() {
             self.x = vec![C::ZERO; entries];
-            self.spec = vec![[0.0; L]; half + 1];
+            self.spec = Spec::new(half + 1);
         }
     }
 }
@@ -1668,7 +1707,11 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, 
     // of one group of rows, then of the next: on the Intel VM of 2026-12-07 (AVX-512) a
     // Whisper micro-turn 4.12 → 4.01 µs and a dMel one 8.62 → 8.41 (medians of 12
     // alternating runs); on Zen 3 (AVX2, the tenth session) one form of this order measured
-    // Whisper +2.5 % and dMel −2.5 %, on Zen 4 no change.
+    // Whisper +2.5 % and dMel −2.5 %, on Zen 4 no change. The rows are raw pointers, checked
+    // once per set of groups: with slices, each 8 × 8 block reloaded its 8 row slices and
+    // their lengths from the stack and checked every load and store (about 90 instructions
+    // for 24 shuffles). On the Intel VM (twelfth session, with the aligned `Spec`) a Whisper
+    // micro-turn 4.05 → 3.91 µs, dMel 8.22 → 7.86 (medians of 12 and 8 alternating runs).
     for g0 in (0..rows.div_ceil(8)).step_by(GROUPS) {
         let groups = (rows.div_ceil(8) - g0).min(GROUPS);
         // Each row as one slice: in place where it lies within one of the region's two
@@ -1682,27 +1725,31 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, 
                 region.copy_to((8 * g0 + i) * hop, &mut spare[i * hop..(i + 1) * hop]);
             }
         }
-        let mut src: [[&[[f32; 8]]; 8]; GROUPS] = [[&[]; 8]; GROUPS];
-        for (i, row) in src.iter_mut().flatten().enumerate().take(8 * groups) {
+        let mut src: [*const f32; 8 * GROUPS] = [std::ptr::null(); 8 * GROUPS];
+        for (i, row) in src.iter_mut().enumerate().take(8 * groups) {
             let samples = match in_place(i) {
                 _ if 8 * g0 + i >= rows => &*zero,
                 Some(row) => row,
                 None => &spare[i * hop..(i + 1) * hop],
             };
-            *row = &samples.as_chunks::<8>().0[..n];
+            assert!(samples.len() >= 8 * n);
+            *row = samples.as_ptr();
         }
+        assert!(8 * (n - 1) * s8 + 7 * s8 + g0 + groups <= cols.len());
+        let cols = cols.as_mut_ptr();
         for cg in 0..n {
-            for (g, src) in src.iter().enumerate().take(groups) {
+            for g in 0..groups {
                 // Fixed-count loops (unrolled, the block stays in registers), not
                 // `array::from_fn` (see `first_pass`).
                 let mut block = [R::splat(0.0); 8];
-                for (v, s) in block.iter_mut().zip(src) {
-                    *v = R::load(&s[cg]);
+                for (i, v) in block.iter_mut().enumerate() {
+                    // SAFETY: every row pointer has at least `8 n` values (asserted above).
+                    *v = R::load(unsafe { &*src[8 * g + i].add(8 * cg).cast::<[f32; 8]>() });
                 }
                 let block = R::transpose(block);
-                let dst = &mut cols[8 * cg * s8 + g0 + g..];
                 for (j, col) in block.into_iter().enumerate() {
-                    R::store(col, &mut dst[j * s8]);
+                    // SAFETY: `(8 cg + j)·s8 + g0 + g` < `cols.len()` (asserted above).
+                    R::store(col, unsafe { &mut *cols.add((8 * cg + j) * s8 + g0 + g) });
                 }
             }
         }
