@@ -1719,21 +1719,18 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, 
         // into its spare row; rows past `rows` read the zero row. Then the inner loop has no
         // bookkeeping left (a look-up per 8 samples took about 2 % more of a Whisper
         // micro-turn on Zen 3; on Zen 4 the two measured alike).
-        let in_place = |i: usize| region.contiguous((8 * g0 + i) * hop, hop);
-        for i in (0..8 * groups).filter(|&i| 8 * g0 + i < rows) {
-            if in_place(i).is_none() {
-                region.copy_to((8 * g0 + i) * hop, &mut spare[i * hop..(i + 1) * hop]);
-            }
-        }
         let mut src: [*const f32; 8 * GROUPS] = [std::ptr::null(); 8 * GROUPS];
-        for (i, row) in src.iter_mut().enumerate().take(8 * groups) {
-            let samples = match in_place(i) {
-                _ if 8 * g0 + i >= rows => &*zero,
-                Some(row) => row,
-                None => &spare[i * hop..(i + 1) * hop],
+        let spare_rows = spare.chunks_exact_mut(hop);
+        for ((i, row), spare) in src.iter_mut().enumerate().take(8 * groups).zip(spare_rows) {
+            let r = 8 * g0 + i;
+            *row = if r >= rows {
+                zero.as_ptr()
+            } else if let Some(row) = region.contiguous(r * hop, hop) {
+                row.as_ptr()
+            } else {
+                region.copy_to(r * hop, spare);
+                spare.as_ptr()
             };
-            assert!(samples.len() >= 8 * n);
-            *row = samples.as_ptr();
         }
         assert!(8 * (n - 1) * s8 + 7 * s8 + g0 + groups <= cols.len());
         let cols = cols.as_mut_ptr();
@@ -1743,7 +1740,8 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, 
                 // `array::from_fn` (see `first_pass`).
                 let mut block = [R::splat(0.0); 8];
                 for (i, v) in block.iter_mut().enumerate() {
-                    // SAFETY: every row pointer has at least `8 n` values (asserted above).
+                    // SAFETY: every row pointer points at `hop` = `8 n` values (a row of the
+                    // region, a spare row or the zero row, all borrowed for this loop).
                     *v = R::load(unsafe { &*src[8 * g + i].add(8 * cg).cast::<[f32; 8]>() });
                 }
                 let block = R::transpose(block);
