@@ -1095,25 +1095,10 @@ struct SplitPair {
     wi: f32,
 }
 
-/// The transposed region's buffer ([`BatchSpectrum::cols`]), used from a 64-byte boundary on,
-/// so that the 8-value stores of the transposes never straddle two cache lines.
-struct Columns(Vec<f32>);
-
-impl Columns {
-    fn new(len: usize) -> Self {
-        Columns(vec![0.0; len + 16])
-    }
-
-    fn get_mut(&mut self) -> &mut [f32] {
-        let at = self.0.as_ptr().align_offset(64).min(16);
-        &mut self.0[at..]
-    }
-}
-
 /// The working vectors of an `L`-lane batch (empty until a path of that width is chosen).
 struct Buffers<const L: usize> {
     x: Vec<C<L>>,
-    spec: Spec<L>,
+    spec: Aligned<L>,
 }
 
 /// 16 values on a 64-byte boundary.
@@ -1123,23 +1108,25 @@ struct Line([f32; 16]);
 
 /// `len` vectors of `L` values from a 64-byte boundary on, so that a vector of 16 (8) values
 /// never straddles two cache lines (a `Vec<[f32; L]>` starts wherever the allocator puts it,
-/// 16-byte aligned in practice: three of four 64-byte loads and stores were split). Alone, on
-/// the Intel VM, within the noise (Whisper micro-turn 3.88 → 3.82 µs).
-struct Spec<const L: usize> {
+/// 16-byte aligned in practice). The transposed region ([`BatchSpectrum::cols`], `L` = 1):
+/// its 8-value stores. The spectra ([`Buffers::spec`]): three of four 64-byte loads and
+/// stores were split, which alone, on the Intel VM, measured within the noise (Whisper
+/// micro-turn 3.88 → 3.82 µs).
+struct Aligned<const L: usize> {
     lines: Vec<Line>,
     len: usize,
 }
 
-impl<const L: usize> Spec<L> {
+impl<const L: usize> Aligned<L> {
     fn new(len: usize) -> Self {
-        Spec {
+        Aligned {
             lines: vec![Line([0.0; 16]); (len * L).div_ceil(16)],
             len,
         }
     }
 }
 
-impl<const L: usize> std::ops::Deref for Spec<L> {
+impl<const L: usize> std::ops::Deref for Aligned<L> {
     type Target = [[f32; L]];
     fn deref(&self) -> &[[f32; L]] {
         // SAFETY: `lines` holds at least `len · L` initialised `f32`, contiguous (`Line` is
@@ -1148,7 +1135,7 @@ impl<const L: usize> std::ops::Deref for Spec<L> {
     }
 }
 
-impl<const L: usize> std::ops::DerefMut for Spec<L> {
+impl<const L: usize> std::ops::DerefMut for Aligned<L> {
     fn deref_mut(&mut self) -> &mut [[f32; L]] {
         // SAFETY: as in `deref`, borrowed uniquely.
         unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast(), self.len) }
@@ -1159,7 +1146,7 @@ impl<const L: usize> Buffers<L> {
     fn empty() -> Self {
         Buffers {
             x: Vec::new(),
-            spec: Spec::new(0),
+            spec: Aligned::new(0),
         }
     }
 
@@ -1167,7 +1154,7 @@ impl<const L: usize> Buffers<L> {
     fn allocate(&mut self, half: usize, entries: usize) {
         if self.x.is_empty() {
             self.x = vec![C::ZERO; entries];
-            self.spec = Spec::new(half + 1);
+            self.spec = Aligned::new(half + 1);
         }
     }
 }
@@ -1184,7 +1171,7 @@ pub(crate) struct BatchSpectrum {
     /// The region of the current call, transposed: column `c` (`stride` values) holds sample
     /// `c` of every row of `hop` samples. Then [`SPARE_ROWS`] rows of `hop` for
     /// [`transpose_region`], the last of them zeros.
-    cols: Columns,
+    cols: Aligned<1>,
     /// `log10(max(mel, 1e-10))`, `[n_mels]` vectors, lane = frame of the call.
     pub(crate) out: Vec<Out>,
     path: Path,
@@ -1352,7 +1339,7 @@ impl BatchSpectrum {
             b8: Buffers::empty(),
             b8x: Buffers::empty(),
             b16: Buffers::empty(),
-            cols: Columns::new(hop * (stride + SPARE_ROWS)),
+            cols: Aligned::new(hop * (stride + SPARE_ROWS)),
             out: vec![[0.0; LANES]; mel.n_mels()],
             path,
         };
@@ -1402,7 +1389,7 @@ impl BatchSpectrum {
             path,
             ..
         } = self;
-        let cols = cols.get_mut();
+        let cols = cols.as_flattened_mut();
         // At most 4 frames, or 16 and at most 4 more: `twin` after (or without) 16 lanes.
         let paired = count <= 4 || (17..=20).contains(&count);
         // On 8 lanes (AVX2, `Plain8`): at most 4 frames, or 8 and at most 4 more, or two
@@ -1710,7 +1697,7 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, 
     // Whisper +2.5 % and dMel −2.5 %, on Zen 4 no change. The rows are raw pointers, checked
     // once per set of groups: with slices, each 8 × 8 block reloaded its 8 row slices and
     // their lengths from the stack and checked every load and store (about 90 instructions
-    // for 24 shuffles). On the Intel VM (twelfth session, with the aligned `Spec`) a Whisper
+    // for 24 shuffles). On the Intel VM (twelfth session, with the spectra in `Aligned`) a Whisper
     // micro-turn 4.05 → 3.91 µs, dMel 8.22 → 7.86 (medians of 12 and 8 alternating runs).
     for g0 in (0..rows.div_ceil(8)).step_by(GROUPS) {
         let groups = (rows.div_ceil(8) - g0).min(GROUPS);
@@ -1732,7 +1719,7 @@ fn transpose_region<R: Rows8>(t: &Tables, cols: &mut [f32], region: Region<'_>, 
                 spare.as_ptr()
             };
         }
-        assert!(8 * (n - 1) * s8 + 7 * s8 + g0 + groups <= cols.len());
+        assert!((8 * n - 1) * s8 + g0 + groups <= cols.len());
         let cols = cols.as_mut_ptr();
         for cg in 0..n {
             for g in 0..groups {
@@ -2445,7 +2432,7 @@ mod tests {
                 half == 512,
                 "gaps for 512 only"
             );
-            let cols = cols.get_mut();
+            let cols = cols.as_flattened_mut();
             transpose_region::<Plain<8>>(t, cols, Region::one(&sig), 8 + (win - 1) / hop);
             fft::<8, Plain<8>, 8, Plain<8>>(t, cols, 0, &mut b8.x, None);
             let window = periodic_hann(win);
