@@ -6,7 +6,6 @@
 //! in the project) and padded with silence by sox.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,20 +38,6 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn run_command(command: &mut Command) -> Result<(), String> {
-    let output = command.output().map_err(|e| {
-        format!("could not run {command:?}: {e} (scripts/setup.sh installs espeak-ng and sox)")
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
-}
-
 /// A spoken question as a 16 kHz mono 16-bit WAV: `lead` seconds of silence, `text` spoken by
 /// espeak-ng, then `tail` seconds of silence. Returns the file and the time (s) the speech ends.
 pub fn spoken_wav(
@@ -65,17 +50,8 @@ pub fn spoken_wav(
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let raw = dir.join(format!("{name}.espeak.wav"));
     let wav = dir.join(format!("{name}.wav"));
-    run_command(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text))?;
-    run_command(
-        // `-D`: no dither (sox's default adds random noise in the last bit, and Smart Turn's
-        // verdict on a sentence can move with it: the same file on every run).
-        Command::new("sox")
-            .arg("-D")
-            .arg(&raw)
-            .args(["-r", "16000", "-c", "1", "-b", "16"])
-            .arg(&wav)
-            .args(["pad", &lead.to_string(), &tail.to_string()]),
-    )?;
+    test_audio::espeak(text, &[], &raw)?;
+    test_audio::to_16k(&raw, &wav, &["pad", &lead.to_string(), &tail.to_string()])?;
     let (rate, samples) = read_wav(&wav)?;
     let total = samples.len() as f64 / f64::from(rate);
     Ok((wav, total - tail))

@@ -11,7 +11,6 @@
 //! printed before and after, since other work on the same cores changes every number.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use interaction_asr::{Whisper, WhisperFiles, WhisperOptions, default_model_dir};
@@ -24,26 +23,8 @@ const UTTERANCES: [&str; 2] = [
 
 fn espeak_16k(text: &str, dir: &Path, name: &str) -> Vec<f32> {
     let raw = dir.join(format!("{name}.espeak.wav"));
-    let status = Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&raw)
-        .arg(text)
-        .status();
-    assert!(matches!(status, Ok(s) if s.success()), "espeak-ng failed");
-    let output = Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(&raw)
-        .args([
-            "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",
-        ])
-        .output()
-        .expect("sox");
-    assert!(output.status.success(), "sox failed");
-    output
-        .stdout
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
+    test_audio::espeak(text, &[], &raw).unwrap();
+    test_audio::read_16k(&raw, &[]).unwrap()
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {

@@ -128,22 +128,9 @@ fn live_pipeline_file_gives_25_packets_for_5_seconds() {
 fn speech_wav(dir: &Path) -> PathBuf {
     let raw = dir.join("speech-raw.wav");
     let wav = dir.join("speech.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&raw)
-        .arg("Hello. This is a test of the micro turn aligner, cutting speech into turns.")
-        .status()
-        .expect("espeak-ng is installed (scripts/setup.sh)");
-    assert!(status.success());
-    let status = std::process::Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&wav)
-        .args(["pad", "0", "5", "trim", "0", "5"])
-        .status()
-        .expect("sox is installed (scripts/setup.sh)");
-    assert!(status.success());
+    let text = "Hello. This is a test of the micro turn aligner, cutting speech into turns.";
+    test_audio::espeak(text, &[], &raw).unwrap();
+    test_audio::to_16k(&raw, &wav, &["pad", "0", "5", "trim", "0", "5"]).unwrap();
     wav
 }
 

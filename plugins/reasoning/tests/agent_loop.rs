@@ -5,7 +5,6 @@
 //! interaction model uses it. The pipeline answers a latency query while the loop runs,
 //! reaches EOS after the user audio ends, and shuts down without deadlock.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,29 +30,8 @@ fn speech(text: &str) -> Vec<f32> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("agent-loop");
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("question.wav");
-    let raw = dir.join("question.raw");
-    let ok = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "165", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (scripts/setup.sh installs it)")
-        .success();
-    assert!(ok, "espeak-ng failed");
-    let ok = Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(&wav)
-        .args(["-r", "16000", "-c", "1", "-b", "16", "-e", "signed-integer"])
-        .arg(&raw)
-        .status()
-        .expect("sox runs")
-        .success();
-    assert!(ok, "sox failed");
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
+    test_audio::espeak(text, &["-v", "en-us", "-s", "165"], &wav).unwrap();
+    test_audio::read_16k(&wav, &[]).unwrap()
 }
 
 #[test]

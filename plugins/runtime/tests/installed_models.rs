@@ -1,9 +1,8 @@
 //! Checks the installation end to end: the ONNX Runtime library and a model from the cache
 //! load through `ort`, and the model gives the right answer on real speech.
 //!
-//! Speech comes from espeak-ng (a separate program), resampled to 16 kHz by sox.
-
-use std::process::Command;
+//! Speech comes from espeak-ng (a separate program), resampled to 16 kHz by sox (both through
+//! the workspace's `test-audio`).
 
 use interaction_runtime::{model_file, ort_environment};
 use ort::session::Session;
@@ -18,41 +17,11 @@ fn speech_between_silences(text: &str, seconds: f32) -> Vec<f32> {
     let dir = std::env::temp_dir().join(format!("runtime-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let wav = dir.join("speech.wav");
-    let raw = dir.join("speech.raw");
-    let status = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng must be installed (scripts/setup.sh)");
-    assert!(status.success());
-    let pad = format!("{seconds}");
-    let status = Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(&wav)
-        .args([
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-            "-t",
-            "raw",
-        ])
-        .arg(&raw)
-        .args(["pad", &pad, &pad])
-        .status()
-        .expect("sox must be installed (scripts/setup.sh)");
-    assert!(status.success());
-    let bytes = std::fs::read(&raw).expect("read raw");
+    test_audio::espeak(text, &["-v", "en-us"], &wav).unwrap();
+    let pad = seconds.to_string();
+    let samples = test_audio::read_16k(&wav, &["pad", &pad, &pad]).unwrap();
     std::fs::remove_dir_all(&dir).ok();
-    bytes
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
+    samples
 }
 
 #[test]

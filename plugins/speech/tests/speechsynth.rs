@@ -121,37 +121,14 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// Transcribes 22 050 Hz speech with Whisper tiny.en (`interaction_asr`, the project's Rust
-/// transcriber), after resampling to 16 kHz with sox (a separate program).
+/// transcriber), after resampling to 16 kHz with sox (a separate program, through the
+/// workspace's `test-audio`).
 fn transcribe(samples: &[f32]) -> String {
     let dir = scratch("transcribe");
     let wav = dir.join("speech.wav");
-    let raw = dir.join("speech16k.raw");
     write_wav(&wav, samples, RATE);
-    let status = std::process::Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(&wav)
-        .args([
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-            "-t",
-            "raw",
-        ])
-        .arg(&raw)
-        .status()
-        .expect("sox must be installed (scripts/setup.sh)");
-    assert!(status.success());
-    let bytes = std::fs::read(&raw).expect("resampled audio");
+    let audio = test_audio::read_16k(&wav, &[]).unwrap();
     std::fs::remove_dir_all(&dir).ok();
-    let audio: Vec<f32> = bytes
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect();
     let mut whisper = interaction_asr::Whisper::load(interaction_asr::default_model_dir())
         .expect("Whisper tiny.en (scripts/setup.sh converts it)");
     whisper.transcribe(&audio).expect("transcription").text

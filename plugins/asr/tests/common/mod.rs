@@ -1,4 +1,5 @@
-//! Real speech for the tests: espeak-ng (a separate process) through sox to 16 kHz mono.
+//! Real speech for the tests: espeak-ng (a separate process) through sox to 16 kHz mono, by
+//! the workspace's `test-audio`.
 
 #![allow(dead_code)]
 
@@ -12,22 +13,11 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| {
-        panic!("could not run {command:?}: {e} (is it installed? scripts/setup.sh installs it)")
-    });
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// Speaks `text` with espeak-ng and writes it as a 16 kHz mono 16-bit WAV at `wav`.
 pub fn espeak_wav(text: &str, wav: &Path) {
     let raw = wav.with_extension("espeak.wav");
-    run(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
-    to_16k(&raw, wav);
+    test_audio::espeak(text, &[], &raw).unwrap();
+    test_audio::to_16k(&raw, wav, &[]).unwrap();
 }
 
 /// Speaks each text with the Piper voice (models/whisper/piper_speak.py, onnxruntime in the
@@ -39,19 +29,10 @@ pub fn piper_wavs(items: &[(&str, PathBuf)]) {
     for (text, wav) in items {
         command.arg(wav.with_extension("piper.wav")).arg(text);
     }
-    run(&mut command);
+    test_audio::run(&mut command).unwrap();
     for (_, wav) in items {
-        to_16k(&wav.with_extension("piper.wav"), wav);
+        test_audio::to_16k(&wav.with_extension("piper.wav"), wav, &[]).unwrap();
     }
-}
-
-/// Converts any WAV to 16 kHz mono 16-bit, so that Rust and Python read the same samples.
-fn to_16k(source: &Path, wav: &Path) {
-    run(Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(source)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(wav));
 }
 
 fn python() -> PathBuf {
@@ -60,23 +41,10 @@ fn python() -> PathBuf {
         .unwrap_or_else(|_| interaction_runtime::cache_root().join("venv/bin/python"))
 }
 
-/// The samples of a WAV as 16 kHz mono f32 (sox converts; 16-bit input gives exactly
-/// sample / 32768, the same values numpy reads).
+/// The samples of a WAV as 16 kHz mono f32 (16-bit input gives exactly sample / 32768, the
+/// same values numpy reads).
 pub fn read_16k(wav: &Path) -> Vec<f32> {
-    let output = Command::new("sox")
-        .arg("-D") // no dither: the same samples on every run
-        .arg(wav)
-        .args([
-            "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",
-        ])
-        .output()
-        .expect("run sox");
-    assert!(output.status.success(), "sox could not read {wav:?}");
-    output
-        .stdout
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
+    test_audio::read_16k(wav, &[]).unwrap()
 }
 
 /// The Python reference transcriber's tokens (models/whisper/transcribe.py) for each WAV.

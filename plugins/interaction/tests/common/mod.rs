@@ -1,6 +1,7 @@
-//! Test support: real speech (espeak-ng as a separate process, sox to 16 kHz), scripts of
-//! speech and silence, micro-turn packets, and a pipeline `appsrc ! interactionmodel` whose
-//! three source pads are recorded in order (buffers and events).
+//! Test support: real speech (espeak-ng as a separate process, sox to 16 kHz, both through the
+//! workspace's `test-audio`), scripts of speech and silence, micro-turn packets, and a pipeline
+//! `appsrc ! interactionmodel` whose three source pads are recorded in order (buffers and
+//! events).
 
 #![allow(dead_code)]
 
@@ -32,17 +33,6 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn run_command(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| {
-        panic!("could not run {command:?}: {e} (is it installed? scripts/setup.sh installs it)")
-    });
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 /// `path` with this process's and thread's id before its extension: a scratch name no other
 /// test writes to.
 fn unique(path: &Path) -> std::path::PathBuf {
@@ -59,12 +49,11 @@ fn unique(path: &Path) -> std::path::PathBuf {
 /// `text` spoken by espeak-ng, as 16 kHz mono f32 with espeak's leading and trailing
 /// silence trimmed (so the script's silences are the only ones).
 ///
-/// Every `sox` conversion here runs with `-D` (no dither): sox's default dither adds random
-/// noise in the last bit on each conversion, and Smart Turn's verdict on one sentence moved
-/// with it (0.72 against 0.44 for the question of `cascade.rs`'s barge-in test, 400 ms after
-/// it ends), so the same test passed or failed by the draw of a fresh checkout.
+/// The files are kept under the target dir, in folders whose names say they hold conversions
+/// without dither (see `test-audio`): a checkout's older files, converted with dither, are not
+/// read again.
 pub fn espeak(text: &str) -> Vec<f32> {
-    let dir = scratch_dir("speech");
+    let dir = scratch_dir("espeak-16k-nodither");
     let name: String = text
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -73,15 +62,9 @@ pub fn espeak(text: &str) -> Vec<f32> {
     let raw = unique(&dir.join(format!("{name}.espeak.wav")));
     let wav = dir.join(format!("{name}.wav"));
     if !wav.is_file() {
-        run_command(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
+        test_audio::espeak(text, &[], &raw).unwrap();
         let converted = unique(&wav);
-        run_command(
-            Command::new("sox")
-                .arg("-D")
-                .arg(&raw)
-                .args(["-r", "16000", "-c", "1", "-b", "16"])
-                .arg(&converted),
-        );
+        test_audio::to_16k(&raw, &converted, &[]).unwrap();
         // Tests of one binary run in parallel and may ask for the same sentence: each writes
         // its own file and renames it into place, so no test reads a half-written one.
         std::fs::rename(&converted, &wav).unwrap();
@@ -93,7 +76,7 @@ pub fn espeak(text: &str) -> Vec<f32> {
 /// from the espeak-ng program), as 16 kHz mono f32. With `pause = Some((prefix, ms))` a silence
 /// is put inside the sentence after `prefix`; the cut's offset (ns) is returned too.
 pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) {
-    let dir = scratch_dir("piper");
+    let dir = scratch_dir("piper-16k-nodither");
     let mut name: String = text
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -115,26 +98,14 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
         if let Some((prefix, ms)) = pause {
             command.arg(prefix).arg(ms.to_string());
         }
-        let output = command.output().unwrap_or_else(|e| {
-            panic!("could not run {python:?} (scripts/setup.sh makes the venv): {e}")
-        });
-        assert!(
-            output.status.success(),
-            "piper_say.py failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = test_audio::run(&mut command)
+            .unwrap_or_else(|e| panic!("{e} (scripts/setup.sh makes the venv)"));
         // Own files renamed into place, the WAV last (see `espeak`).
         let cut_written = unique(&cut_file);
         std::fs::write(&cut_written, &output.stdout).unwrap();
         std::fs::rename(&cut_written, &cut_file).unwrap();
         let converted = unique(&wav);
-        run_command(
-            Command::new("sox")
-                .arg("-D")
-                .arg(&raw)
-                .args(["-r", "16000", "-c", "1", "-b", "16"])
-                .arg(&converted),
-        );
+        test_audio::to_16k(&raw, &converted, &[]).unwrap();
         std::fs::rename(&converted, &wav).unwrap();
     }
     let cut = std::fs::read_to_string(&cut_file)
@@ -147,20 +118,7 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
 
 /// The samples of a WAV as 16 kHz mono f32.
 pub fn read_16k(wav: &Path) -> Vec<f32> {
-    let output = Command::new("sox")
-        .arg("-D")
-        .arg(wav)
-        .args([
-            "-t", "raw", "-r", "16000", "-c", "1", "-e", "signed", "-b", "16", "-L", "-",
-        ])
-        .output()
-        .expect("run sox");
-    assert!(output.status.success(), "sox could not read {wav:?}");
-    output
-        .stdout
-        .chunks_exact(2)
-        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
-        .collect()
+    test_audio::read_16k(wav, &[]).unwrap()
 }
 
 fn trim(samples: Vec<f32>) -> Vec<f32> {
