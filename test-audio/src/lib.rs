@@ -21,7 +21,7 @@ pub const RATE: u32 = 16_000;
 /// installed) or did not succeed (with its standard error).
 pub fn run(command: &mut Command) -> Result<Output, String> {
     let output = command.output().map_err(|e| {
-        format!("could not run {command:?}: {e} (scripts/setup.sh installs espeak-ng and sox)")
+        format!("could not run {command:?}: {e} (is it installed? scripts/setup.sh installs it)")
     })?;
     if output.status.success() {
         Ok(output)

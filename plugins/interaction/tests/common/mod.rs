@@ -98,8 +98,7 @@ pub fn piper(text: &str, pause: Option<(&str, u64)>) -> (Vec<f32>, Option<u64>) 
         if let Some((prefix, ms)) = pause {
             command.arg(prefix).arg(ms.to_string());
         }
-        let output = test_audio::run(&mut command)
-            .unwrap_or_else(|e| panic!("{e} (scripts/setup.sh makes the venv)"));
+        let output = test_audio::run(&mut command).unwrap();
         // Own files renamed into place, the WAV last (see `espeak`).
         let cut_written = unique(&cut_file);
         std::fs::write(&cut_written, &output.stdout).unwrap();
