@@ -13,17 +13,6 @@ pub fn tmp_dir() -> PathBuf {
     dir
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? run `make setup`)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `text` spoken by espeak-ng, resampled by sox to 16 kHz mono f32. Cached per name.
 pub fn speech(name: &str, text: &str) -> Vec<f32> {
     let dir = tmp_dir();
@@ -36,14 +25,19 @@ pub fn speech(name: &str, text: &str) -> Vec<f32> {
             .filter(|c| c.is_ascii_alphanumeric())
             .collect();
         let wav = dir.join(format!("{name}.{unique}.wav"));
-        run(Command::new("espeak-ng").arg("-w").arg(&wav).arg(text));
+        test_audio::espeak(text, &[], &wav).unwrap();
         let part = dir.join(format!("{name}.{unique}.part"));
-        run(Command::new("sox")
-            .arg(&wav)
-            .args([
-                "-r", "16000", "-c", "1", "-e", "float", "-b", "32", "-t", "raw",
-            ])
-            .arg(&part));
+        // 32-bit float, not `test_audio::to_16k`'s 16 bits: no rounding to 16 bits (and so no
+        // dither) before the numpy reference check.
+        test_audio::run(
+            Command::new("sox")
+                .arg(&wav)
+                .args([
+                    "-r", "16000", "-c", "1", "-e", "float", "-b", "32", "-t", "raw",
+                ])
+                .arg(&part),
+        )
+        .unwrap();
         std::fs::rename(&part, &raw).expect("rename speech file");
         let _ = std::fs::remove_file(&wav);
     }
@@ -93,7 +87,7 @@ pub fn python() -> PathBuf {
 /// Runs `reference/reference.py` with `args`.
 pub fn reference(args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("reference/reference.py");
-    run(Command::new(python()).arg(script).args(args));
+    test_audio::run(Command::new(python()).arg(script).args(args)).unwrap();
 }
 
 /// Largest absolute difference, and where.
