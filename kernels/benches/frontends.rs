@@ -31,6 +31,16 @@ fn micro_turn(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    let mut rows = WhisperLogMelStream::new(16_000).unwrap();
+    rows.push(&audio[..16_000], &mut |_| {}).unwrap();
+    group.bench_function("whisper_log_mel_rows", |b| {
+        b.iter(|| {
+            rows.push_rows(black_box(turn), &mut |r| {
+                black_box(r);
+            })
+            .unwrap()
+        })
+    });
     let mut dmel = DmelStream::new(DmelConfig::default()).unwrap();
     group.bench_function("dmel", |b| {
         b.iter(|| {

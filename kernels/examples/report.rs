@@ -171,6 +171,18 @@ fn main() {
             .push(black_box(turn), &mut |f| sink += f[0])
             .expect("push");
     });
+    // The same frames mel-major ([80][frames], Whisper's input layout; numpy's result is too).
+    let mut whisper_rows = WhisperLogMelStream::new(16_000).expect("stream");
+    whisper_rows
+        .push(&audio[..16_000], &mut |_| {})
+        .expect("push");
+    let whisper_rows_turn = time_us(|| {
+        whisper_rows
+            .push_rows(black_box(turn), &mut |b| {
+                sink += b.row(0).map_or(0.0, |r| r[0])
+            })
+            .expect("push");
+    });
     let mut dmel = DmelStream::new(DmelConfig::default()).expect("dmel");
     let dmel_turn = time_us(|| {
         dmel.push(black_box(turn), &mut |f| sink += f32::from(f[0]))
@@ -215,9 +227,15 @@ fn main() {
         Vec::new()
     };
     let np = |name: &str| numpy.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
-    let rows: [(&str, &str, f64, Option<f64>); 8] = [
+    let rows: [(&str, &str, f64, Option<f64>); 9] = [
         (
-            "Whisper log-mel frames, one micro-turn (3200 samples → 20 frames)",
+            "Whisper log-mel, one micro-turn (3200 samples → 20 frames), `[80][frames]` (`push_rows`)",
+            "whisper_turn",
+            whisper_rows_turn,
+            np("whisper_turn"),
+        ),
+        (
+            "Whisper log-mel, one micro-turn, frame-major (`push`)",
             "whisper_turn",
             whisper_turn,
             np("whisper_turn"),
@@ -262,7 +280,7 @@ fn main() {
     ];
     println!("| Front-end | Rust (µs) | numpy (µs) | numpy / Rust |");
     println!("|---|---:|---:|---:|");
-    for (label, _, rust, numpy) in &rows[..7] {
+    for (label, _, rust, numpy) in &rows[..8] {
         match numpy {
             Some(n) => println!("| {label} | {rust:.2} | {n:.1} | {:.0}× |", n / rust),
             None => println!("| {label} | {rust:.2} | – | – |"),

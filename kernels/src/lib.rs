@@ -38,7 +38,7 @@ pub use spectrum::{
 };
 pub use vision::{EFFICIENTNET_SIDE, EfficientNetInput, Patchify, RgbFrame};
 pub use whisper::{
-    SMART_TURN_FRAMES, SMART_TURN_SAMPLES, SmartTurnWindow, WHISPER_HOP, WHISPER_N_FFT,
+    MelRows, SMART_TURN_FRAMES, SMART_TURN_SAMPLES, SmartTurnWindow, WHISPER_HOP, WHISPER_N_FFT,
     WHISPER_N_MELS, WHISPER_SAMPLE_RATE, WHISPER_WINDOW_FRAMES, WhisperLogMel, WhisperLogMelStream,
     smart_turn_features, whisper_log_mel, whisper_normalize,
 };

@@ -69,7 +69,17 @@ impl FrameCore {
     }
 
     /// `count` (≤ [`LANES`], 24) frames of 400 samples, frame `f` at `region[160 f..]`, to 80
-    /// values of `log10(max(mel, 1e-10))` each: `emit(f, values)` in frame order.
+    /// values of `log10(max(mel, 1e-10))` each, as they come out of the batch: mel-major.
+    #[inline]
+    fn rows(&mut self, region: Region<'_>, count: usize) -> MelRows<'_> {
+        self.batch.run(region, count);
+        MelRows {
+            rows: &self.batch.out,
+            frames: count,
+        }
+    }
+
+    /// [`FrameCore::rows`], frame-major: `emit(f, values)` in frame order.
     #[inline]
     fn frames(&mut self, region: Region<'_>, count: usize, mut emit: impl FnMut(usize, &[f32])) {
         self.batch.run(region, count);
@@ -82,6 +92,92 @@ impl FrameCore {
         {
             emit(f, frame);
         }
+    }
+}
+
+/// A block of consecutive raw Whisper frames, mel-major: row `m` holds mel channel `m` of
+/// each frame of the block, in frame order ([`MelRows::frames`] values). This is the layout of
+/// Whisper's encoder input `[80][frames]`, so a window fills row by row, without a transpose:
+/// see [`MelRows::copy_to`] and [`WhisperLogMelStream::push_rows`].
+///
+/// ```
+/// // One second of a tone, streamed in 200 ms micro-turns into a [80][100] window.
+/// let audio: Vec<f32> = (0..16_000).map(|i| (i as f32 * 0.2).sin() * 0.3).collect();
+/// let mut stream = kernels::WhisperLogMelStream::new(16_000)?;
+/// let mut window = vec![0.0f32; 80 * 100];
+/// let mut column = 0;
+/// for turn in audio.chunks(3200) {
+///     stream.push_rows(turn, &mut |rows| {
+///         rows.copy_to(&mut window, 100, column).expect("fits");
+///         column += rows.frames();
+///     })?;
+/// }
+/// stream.finish_rows(&mut |rows| {
+///     rows.copy_to(&mut window, 100, column).expect("fits");
+///     column += rows.frames();
+/// });
+/// assert_eq!(column, 100);
+/// kernels::whisper_normalize(&mut window);
+/// assert_eq!(window, kernels::whisper_log_mel(&audio, 100)?);
+/// # Ok::<(), kernels::KernelError>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct MelRows<'a> {
+    rows: &'a [[f32; LANES]],
+    frames: usize,
+}
+
+impl<'a> MelRows<'a> {
+    /// Frames in the block (at most 24).
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Mel channels (rows), 80.
+    pub fn n_mels(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Mel channel `m` over the block's frames; `None` past the last channel.
+    pub fn row(&self, m: usize) -> Option<&'a [f32]> {
+        self.rows.get(m).map(|r| &r[..self.frames])
+    }
+
+    /// The rows, channel 0 first.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &'a [f32]> + 'a {
+        let frames = self.frames;
+        self.rows.iter().map(move |r| &r[..frames])
+    }
+
+    /// Writes the block into a row-major window `[n_mels][columns]` (`dst.len()` = 80 ·
+    /// `columns`) at columns `column..column + frames`. Errors
+    /// ([`KernelError::Size`]) where the window has another size or the block does not fit.
+    pub fn copy_to(
+        &self,
+        dst: &mut [f32],
+        columns: usize,
+        column: usize,
+    ) -> Result<(), KernelError> {
+        if dst.len() != self.n_mels() * columns {
+            return Err(KernelError::Size {
+                what: "mel window (80 × columns)",
+                expected: self.n_mels() * columns,
+                got: dst.len(),
+            });
+        }
+        if column + self.frames > columns {
+            return Err(KernelError::Size {
+                what: "mel window columns for the block",
+                expected: column + self.frames,
+                got: columns,
+            });
+        }
+        if columns > 0 {
+            for (row, d) in self.rows().zip(dst.chunks_exact_mut(columns)) {
+                d[column..column + self.frames].copy_from_slice(row);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -173,15 +269,12 @@ impl WhisperLogMel {
         }
         for t0 in (0..n_frames).step_by(LANES) {
             let count = (n_frames - t0).min(LANES);
-            self.core.frames(
-                Region::one(&self.padded[t0 * WHISPER_HOP..]),
-                count,
-                |f, frame| {
-                    for (m, &v) in frame.iter().enumerate() {
-                        out[m * n_frames + t0 + f] = v;
-                    }
-                },
-            );
+            let rows = self
+                .core
+                .rows(Region::one(&self.padded[t0 * WHISPER_HOP..]), count);
+            for (row, d) in rows.rows().zip(out.chunks_exact_mut(n_frames)) {
+                d[t0..t0 + count].copy_from_slice(row);
+            }
         }
     }
 
@@ -312,6 +405,20 @@ impl WhisperLogMelStream {
         }))
     }
 
+    /// [`WhisperLogMelStream::push`], mel-major: `sink` gets the completed frames as blocks of
+    /// up to 24 consecutive frames, row `m` holding mel channel `m` of each ([`MelRows`]), the
+    /// layout of Whisper's input, with no transpose to frame-major in between. The values are
+    /// the same bits as `push` gives.
+    pub fn push_rows(
+        &mut self,
+        chunk: &[f32],
+        sink: &mut dyn FnMut(MelRows<'_>),
+    ) -> Result<usize, KernelError> {
+        check_finite(chunk)?;
+        let Self { core, framer } = self;
+        Ok(framer.push(chunk, |region, count| sink(core.rows(region, count))))
+    }
+
     /// Ends the stream: emits the remaining frames (those that reach into the end's reflect
     /// padding), so that `n / 160` frames have come out in all, then resets for a new stream.
     /// Returns the number of frames emitted by this call.
@@ -321,6 +428,13 @@ impl WhisperLogMelStream {
         framer.finish(total, |region, count| {
             core.frames(region, count, |_, frame| sink(frame))
         })
+    }
+
+    /// [`WhisperLogMelStream::finish`], mel-major, as [`WhisperLogMelStream::push_rows`].
+    pub fn finish_rows(&mut self, sink: &mut dyn FnMut(MelRows<'_>)) -> usize {
+        let total = self.framer.samples_in() / WHISPER_HOP;
+        let Self { core, framer } = self;
+        framer.finish(total, |region, count| sink(core.rows(region, count)))
     }
 
     /// Forgets the stream so far.

@@ -58,6 +58,7 @@ fn audio_kernels_do_not_allocate_per_call() {
 
     // Streams: allocation-free from the first push on, whatever the chunk size.
     let mut whisper = WhisperLogMelStream::new(16_000).unwrap();
+    let mut whisper_rows = WhisperLogMelStream::new(16_000).unwrap();
     let mut dmel = DmelStream::new(DmelConfig::default()).unwrap();
     let mut silero = SileroFramer::new(16_000).unwrap();
     let mut centred = DmelStream::new(DmelConfig {
@@ -69,6 +70,9 @@ fn audio_kernels_do_not_allocate_per_call() {
         for chunk in [1usize, 7, 160, 3200, 4999] {
             for piece in audio[..40_000].chunks(chunk) {
                 whisper.push(piece, &mut |f| sink_total += f[0]).unwrap();
+                whisper_rows
+                    .push_rows(piece, &mut |b| sink_total += b.row(0).unwrap()[0])
+                    .unwrap();
                 dmel.push(piece, &mut |f| sink_total += f32::from(f[0]))
                     .unwrap();
                 silero.push(piece, &mut |f| sink_total += f[0]).unwrap();
@@ -79,6 +83,7 @@ fn audio_kernels_do_not_allocate_per_call() {
         }
         centred.finish(&mut |f| sink_total += f32::from(f[0]));
         whisper.finish(&mut |f| sink_total += f[0]);
+        whisper_rows.finish_rows(&mut |b| sink_total += b.row(0).unwrap()[0]);
         silero.flush(&mut |f| sink_total += f[0]);
         dmel.reset();
         // Rejected input does not allocate either (the error carries no heap data).

@@ -6,8 +6,8 @@ mod common;
 
 use common::{Rng, random_splits, speech_sample};
 use kernels::{
-    SileroFramer, SmartTurnWindow, StreamingKernel, WHISPER_HOP, WHISPER_N_MELS, WhisperLogMel,
-    WhisperLogMelStream, smart_turn_features, whisper_normalize,
+    KernelError, SileroFramer, SmartTurnWindow, StreamingKernel, WHISPER_HOP, WHISPER_N_MELS,
+    WhisperLogMel, WhisperLogMelStream, smart_turn_features, whisper_normalize,
 };
 
 fn splits_for(len: usize) -> Vec<(String, Vec<usize>)> {
@@ -56,6 +56,10 @@ fn signal() -> Vec<f32> {
         .collect()
 }
 
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 #[test]
 fn whisper_stream_equals_offline_bit_exact() {
     let signal = signal();
@@ -84,13 +88,94 @@ fn whisper_stream_equals_offline_bit_exact() {
         }
         whisper_normalize(&mut features);
         assert!(
-            features
-                .iter()
-                .zip(&offline)
-                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            same_bits(&features, &offline),
             "{name}: streamed features differ from offline"
         );
+
+        // Mel-major: push_rows / finish_rows blocks copied into a [80][frames] window with
+        // MelRows::copy_to, with no transpose on either side.
+        let mut window = vec![f32::NAN; WHISPER_N_MELS * n_frames];
+        let mut column = 0;
+        let mut put = |rows: kernels::MelRows<'_>| {
+            assert!(
+                (1..=24).contains(&rows.frames()),
+                "{name}: block of {}",
+                rows.frames()
+            );
+            assert_eq!(rows.n_mels(), WHISPER_N_MELS);
+            rows.copy_to(&mut window, n_frames, column).expect("fits");
+            column += rows.frames();
+        };
+        let mut at = 0;
+        let mut pushed = 0;
+        for &n in &split {
+            pushed += stream.push_rows(&used[at..at + n], &mut put).expect("push");
+            at += n;
+        }
+        pushed += stream.finish_rows(&mut put);
+        assert_eq!(pushed, n_frames, "{name}: frame count returned");
+        assert_eq!(column, n_frames, "{name}: frames in the blocks");
+        whisper_normalize(&mut window);
+        assert!(
+            same_bits(&window, &offline),
+            "{name}: mel-major streamed window differs from offline"
+        );
     }
+}
+
+#[test]
+fn whisper_rows_equal_frames_and_refuse_a_window_they_do_not_fit() {
+    let signal = signal();
+    let mut frames = WhisperLogMelStream::new(16_000).expect("stream");
+    let mut rows = WhisperLogMelStream::new(16_000).expect("stream");
+    for (i, turn) in signal.chunks(3200).take(5).enumerate() {
+        let mut by_frame = Vec::new();
+        let n = frames
+            .push(turn, &mut |f| by_frame.extend_from_slice(f))
+            .expect("push");
+        let mut by_row = vec![0.0; by_frame.len()];
+        let mut seen = 0;
+        let mut blocks = 0;
+        let m = rows
+            .push_rows(turn, &mut |b| {
+                for (mel, row) in b.rows().enumerate() {
+                    for (f, &v) in row.iter().enumerate() {
+                        by_row[(seen + f) * WHISPER_N_MELS + mel] = v;
+                    }
+                }
+                assert_eq!(b.row(WHISPER_N_MELS), None);
+                assert_eq!(b.row(79).map(<[f32]>::len), Some(b.frames()));
+                seen += b.frames();
+                blocks += 1;
+            })
+            .expect("push");
+        assert!(n > 0);
+        assert_eq!(m, n);
+        assert_eq!(seen, n);
+        // In steady state a micro-turn is one block of 20 frames (a block holds up to 24).
+        if i > 0 {
+            assert_eq!((blocks, n), (1, 20), "turn {i}");
+        }
+        assert!(
+            same_bits(&by_row, &by_frame),
+            "turn {i}: rows differ from frames"
+        );
+    }
+    // copy_to: a window of the wrong size, or columns the block does not fit, is an error
+    // and leaves the window as it was.
+    let mut checked = 0;
+    rows.push_rows(&signal[16_000..19_200], &mut |b| {
+        let mut window = vec![1.0; WHISPER_N_MELS * 30];
+        let wrong = |r: Result<(), KernelError>| matches!(r, Err(KernelError::Size { .. }));
+        assert!(wrong(b.copy_to(&mut window[1..], 30, 0)));
+        assert!(wrong(b.copy_to(&mut window, 30, 31 - b.frames())));
+        assert!(window.iter().all(|&v| v == 1.0));
+        assert!(b.copy_to(&mut window, 30, 30 - b.frames()).is_ok());
+        assert_eq!(window[29], b.row(0).unwrap()[b.frames() - 1]);
+        checked += 1;
+    })
+    .expect("push");
+    assert_eq!(checked, 1);
 }
 
 #[test]
