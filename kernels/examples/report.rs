@@ -282,7 +282,7 @@ fn main() {
     println!("|---|---:|---:|---:|");
     for (label, _, rust, numpy) in &rows[..8] {
         match numpy {
-            Some(n) => println!("| {label} | {rust:.2} | {n:.1} | {:.0}× |", n / rust),
+            Some(n) => println!("| {label} | {rust:.2} | {n:.1} | {:.1}× |", n / rust),
             None => println!("| {label} | {rust:.2} | – | – |"),
         }
     }
@@ -306,9 +306,9 @@ fn main() {
             whisper_30s / 3000.0,
         ),
         (
-            "batched Whisper frame, all-in (micro-turn / 20)",
+            "batched Whisper frame, all-in (micro-turn `[80][frames]` / 20)",
             400,
-            whisper_turn / 20.0,
+            whisper_rows_turn / 20.0,
         ),
         (
             "batched dMel frame, all-in (micro-turn / 16)",

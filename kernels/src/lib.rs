@@ -9,7 +9,7 @@
 //! | [`whisper_log_mel`], [`WhisperLogMel`] | 16 kHz mono | Whisper features `[80][frames]` |
 //! | [`smart_turn_features`] | a turn's audio, 16 kHz | Smart Turn v3.2 input `[80][800]` |
 //! | [`SmartTurnWindow`] | 16 kHz stream | the same, for the last 8 s, on demand |
-//! | [`WhisperLogMelStream`] | 16 kHz stream | raw log10 mel frames (80 each) |
+//! | [`WhisperLogMelStream`] | 16 kHz stream | raw log10 mel frames (80 each), or [`MelRows`] |
 //! | [`DmelStream`], [`dmel()`] | 16 kHz stream | dMel levels (80 per 12.5 ms frame) |
 //! | [`SileroFramer`] | 16 kHz stream | Silero VAD inputs (64 context + 512) |
 //! | [`Patchify`] | RGB frame, sides multiples of 40 | 40×40 patches, row-major, normalised |
