@@ -87,6 +87,8 @@ pub struct GstAgent {
     pub config: Config,
     /// `max-tokens` of the reasoning sidecar (small keeps the CPU time low).
     pub max_tokens: u32,
+    /// `threads` of the reasoning sidecar (0: the element's default, half the cores).
+    pub sidecar_threads: u32,
     /// Print progress (model loading, playing) on stderr.
     pub verbose: bool,
     /// Cue interruptions and back-channels on the agent's live output ([`crate::cues`]);
@@ -99,6 +101,7 @@ impl GstAgent {
         Self {
             config,
             max_tokens: 24,
+            sidecar_threads: 0,
             verbose: false,
             cued: true,
         }
@@ -120,10 +123,11 @@ impl GstAgent {
                ! audio/x-raw,format=F32LE,rate={RATE},channels=1 \
                ! appsink name=agent sync=false async=false \
              im.reasoning ! queue ! reasoningsidecar name=sidecar max-tokens={tokens} \
-               ! mux.text_0 \
+               threads={threads} ! mux.text_0 \
              im.transcript ! queue ! appsink name=captions sync=false async=false",
             props = self.config.properties(),
             tokens = self.max_tokens,
+            threads = self.sidecar_threads,
         )
     }
 

@@ -24,7 +24,7 @@ usage:
                     [--on-db DB] [--off-db DB] [--hop-ms MS] [--min-silence-ms MS]
                     [--min-speech-ms MS] [--edge-gap-ms MS]
   duplexbench run (--set DIR | --user-wav U.wav --user-segments U.json) --out DIR
-                  [--config default|silence|both] [--max-tokens N]
+                  [--config default|silence|both] [--max-tokens N] [--sidecar-threads N]
 
 generate renders the user side of each dialogue (built-in scripts, or the script files /
 directories given with --dialogues) into DIR/<id>.wav (16 kHz mono) and DIR/<id>.json (user
@@ -450,6 +450,7 @@ fn run_live(args: &[String]) -> Result<(), String> {
             "--out",
             "--config",
             "--max-tokens",
+            "--sidecar-threads",
         ],
         &[],
     )?;
@@ -467,6 +468,12 @@ fn run_live(args: &[String]) -> Result<(), String> {
     let max_tokens = options.number("--max-tokens", 24.0)?;
     if !(1.0..=4096.0).contains(&max_tokens) {
         return Err("--max-tokens must be 1..4096".into());
+    }
+    let sidecar_threads = options.number("--sidecar-threads", 0.0)?;
+    if !(0.0..=256.0).contains(&sidecar_threads) || sidecar_threads.fract() != 0.0 {
+        return Err(
+            "--sidecar-threads must be a whole number 0..256 (0: the element's default)".into(),
+        );
     }
     // A generated set, or one recording of a user side with its segments JSON.
     let entries = match (
@@ -498,6 +505,7 @@ fn run_live(args: &[String]) -> Result<(), String> {
     for config in configs {
         let mut agent = GstAgent::new(config);
         agent.max_tokens = max_tokens as u32;
+        agent.sidecar_threads = sidecar_threads as u32;
         agent.verbose = true;
         agent.cued = cued;
         let mut inputs = Vec::new();

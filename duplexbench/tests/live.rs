@@ -33,7 +33,16 @@ fn a_question_played_live_is_answered_and_scored() {
     assert!(status.success());
     let output = Command::new(BIN)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .args(["run", "--config", "default", "--set"])
+        // `--sidecar-threads 1` sets the sidecar's `threads` in the pipeline description (a
+        // wrong property would fail the launch); 1 is what the default gives on 2 cores.
+        .args([
+            "run",
+            "--config",
+            "default",
+            "--sidecar-threads",
+            "1",
+            "--set",
+        ])
         .arg(&set)
         .arg("--out")
         .arg(&out)
