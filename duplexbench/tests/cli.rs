@@ -448,6 +448,9 @@ fn generate_lists_and_rejects_bad_arguments() {
         (vec!["generate", "--frob"], "unknown argument `--frob`"),
         (vec!["frob"], "expected a command"),
         (vec!["score", "--out", out], "--user-segments is required"),
+    ]
+    .into_iter()
+    .chain(["1.5", "300", "-1"].map(|threads| {
         (
             vec![
                 "run",
@@ -456,23 +459,11 @@ fn generate_lists_and_rejects_bad_arguments() {
                 "--out",
                 out,
                 "--sidecar-threads",
-                "1.5",
+                threads,
             ],
             "--sidecar-threads must be a whole number 0..256",
-        ),
-        (
-            vec![
-                "run",
-                "--set",
-                out,
-                "--out",
-                out,
-                "--sidecar-threads",
-                "300",
-            ],
-            "--sidecar-threads must be a whole number 0..256",
-        ),
-    ] {
+        )
+    })) {
         let (ok, _, stderr) = run(&args);
         assert!(!ok, "{args:?} succeeded");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
