@@ -158,17 +158,19 @@ impl<'a> MelRows<'a> {
         columns: usize,
         column: usize,
     ) -> Result<(), KernelError> {
-        if dst.len() != self.n_mels() * columns {
+        let size = self.n_mels().saturating_mul(columns);
+        if dst.len() != size {
             return Err(KernelError::Size {
                 what: "mel window (80 × columns)",
-                expected: self.n_mels() * columns,
+                expected: size,
                 got: dst.len(),
             });
         }
-        if column + self.frames > columns {
+        let end = column.saturating_add(self.frames);
+        if end > columns {
             return Err(KernelError::Size {
                 what: "mel window columns for the block",
-                expected: column + self.frames,
+                expected: end,
                 got: columns,
             });
         }

@@ -169,6 +169,8 @@ fn whisper_rows_equal_frames_and_refuse_a_window_they_do_not_fit() {
         let wrong = |r: Result<(), KernelError>| matches!(r, Err(KernelError::Size { .. }));
         assert!(wrong(b.copy_to(&mut window[1..], 30, 0)));
         assert!(wrong(b.copy_to(&mut window, 30, 31 - b.frames())));
+        assert!(wrong(b.copy_to(&mut window, 30, usize::MAX)));
+        assert!(wrong(b.copy_to(&mut window, usize::MAX, 0)));
         assert!(window.iter().all(|&v| v == 1.0));
         assert!(b.copy_to(&mut window, 30, 30 - b.frames()).is_ok());
         assert_eq!(window[29], b.row(0).unwrap()[b.frames() - 1]);
