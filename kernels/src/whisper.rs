@@ -79,18 +79,13 @@ impl FrameCore {
         }
     }
 
-    /// [`FrameCore::rows`], frame-major: `emit(f, values)` in frame order.
+    /// [`FrameCore::rows`], frame-major: `emit(values)` for each frame, in frame order.
     #[inline]
-    fn frames(&mut self, region: Region<'_>, count: usize, mut emit: impl FnMut(usize, &[f32])) {
+    fn frames(&mut self, region: Region<'_>, count: usize, emit: &mut dyn FnMut(&[f32])) {
         self.batch.run(region, count);
         self.batch.frames_into(count, &mut self.frames);
-        for (f, frame) in self
-            .frames
-            .chunks_exact(WHISPER_N_MELS)
-            .take(count)
-            .enumerate()
-        {
-            emit(f, frame);
+        for frame in self.frames.chunks_exact(WHISPER_N_MELS).take(count) {
+            emit(frame);
         }
     }
 }
@@ -402,9 +397,7 @@ impl WhisperLogMelStream {
     ) -> Result<usize, KernelError> {
         check_finite(chunk)?;
         let Self { core, framer } = self;
-        Ok(framer.push(chunk, |region, count| {
-            core.frames(region, count, |_, frame| sink(frame))
-        }))
+        Ok(framer.push(chunk, |region, count| core.frames(region, count, sink)))
     }
 
     /// [`WhisperLogMelStream::push`], mel-major: `sink` gets the completed frames as blocks of
@@ -427,9 +420,7 @@ impl WhisperLogMelStream {
     pub fn finish(&mut self, sink: &mut dyn FnMut(&[f32])) -> usize {
         let total = self.framer.samples_in() / WHISPER_HOP;
         let Self { core, framer } = self;
-        framer.finish(total, |region, count| {
-            core.frames(region, count, |_, frame| sink(frame))
-        })
+        framer.finish(total, |region, count| core.frames(region, count, sink))
     }
 
     /// [`WhisperLogMelStream::finish`], mel-major, as [`WhisperLogMelStream::push_rows`].

@@ -144,7 +144,10 @@ fn whisper_rows_equal_frames_and_refuse_a_window_they_do_not_fit() {
                     }
                 }
                 assert_eq!(b.row(WHISPER_N_MELS), None);
-                assert_eq!(b.row(79).map(<[f32]>::len), Some(b.frames()));
+                assert_eq!(
+                    b.row(WHISPER_N_MELS - 1).map(<[f32]>::len),
+                    Some(b.frames())
+                );
                 seen += b.frames();
                 blocks += 1;
             })
