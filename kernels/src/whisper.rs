@@ -326,10 +326,23 @@ impl WhisperLogMel {
             let region = if start >= PAD && end - PAD <= signal.len() {
                 Region::one(&signal[start - PAD..end - PAD])
             } else {
+                // Padded samples `start..end`: the reflected ones (at most `PAD` on each side)
+                // one by one, the signal's as a slice, then the zeros to `n`.
+                let reflected = |p: usize| sample(reflect_index(p as isize - PAD as isize, n));
+                let (left, signal_end, zeros_end) =
+                    (end.min(PAD), end.min(PAD + signal.len()), end.min(PAD + n));
                 self.padded.clear();
-                self.padded.extend(
-                    (start..end).map(|p| sample(reflect_index(p as isize - PAD as isize, n))),
-                );
+                self.padded.extend((start..left).map(reflected));
+                let from = start.max(PAD);
+                if from < signal_end {
+                    self.padded
+                        .extend_from_slice(&signal[from - PAD..signal_end - PAD]);
+                }
+                let zeros = zeros_end.saturating_sub(from.max(signal_end));
+                self.padded.resize(self.padded.len() + zeros, 0.0);
+                self.padded
+                    .extend((start.max(zeros_end)..end).map(reflected));
+                debug_assert_eq!(self.padded.len(), end - start);
                 Region::one(&self.padded)
             };
             let rows = self.core.rows(region, count);
