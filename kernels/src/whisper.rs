@@ -672,7 +672,7 @@ mod tests {
     }
 
     #[test]
-    fn smart_turn_normalisation_same_bits_on_every_build_and_zero_mean_unit_variance() {
+    fn smart_turn_normalisation_same_bits_on_every_build_zero_mean_and_the_expected_variance() {
         // A tone with an offset over noise, after zeros (a turn shorter than 8 s), and with
         // lengths that leave remainders of the 16 partial sums.
         let mut state = 99u32;
